@@ -1,0 +1,67 @@
+{#- A plain decimal number: optional sign, digits with an optional fraction, optional exponent.
+    Checked before casting so `NaN`, `inf`, `0x1A` or `1,5` never count as numbers. -#}
+{% macro number_pattern() -%}
+    {{ return('[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?') }}
+{%- endmacro %}
+
+{#- The only accepted timestamp layout: MM/DD/YYYY HH:MM. -#}
+{% macro timestamp_pattern() -%}
+    {{ return('[0-9]{2}/[0-9]{2}/[0-9]{4} [0-9]{2}:[0-9]{2}') }}
+{%- endmacro %}
+
+{#- True when the whole string matches the pattern. -#}
+{% macro matches_pattern(expr, pattern) -%}
+    {{ return(adapter.dispatch('matches_pattern', 'dc_taxi')(expr, pattern)) }}
+{%- endmacro %}
+
+{% macro default__matches_pattern(expr, pattern) -%}
+    regexp_like({{ expr }}, '^{{ pattern }}$')
+{%- endmacro %}
+
+{% macro duckdb__matches_pattern(expr, pattern) -%}
+    regexp_full_match({{ expr }}, '{{ pattern }}')
+{%- endmacro %}
+
+{#- Trimmed text to double; NULL (never an error) when it is not a plain number. -#}
+{% macro try_cast_number(expr) -%}
+    {{ return(adapter.dispatch('try_cast_number', 'dc_taxi')(expr)) }}
+{%- endmacro %}
+
+{% macro default__try_cast_number(expr) -%}
+    case
+        when {{ matches_pattern('trim(' ~ expr ~ ')', number_pattern()) }}
+            then try_cast(trim({{ expr }}) as double)
+    end
+{%- endmacro %}
+
+{#- Trimmed `MM/DD/YYYY HH:MM` text to a timestamp; NULL when missing or invalid. -#}
+{% macro parse_trip_timestamp(expr) -%}
+    {{ return(adapter.dispatch('parse_trip_timestamp', 'dc_taxi')(expr)) }}
+{%- endmacro %}
+
+{% macro default__parse_trip_timestamp(expr) -%}
+    case
+        when {{ matches_pattern('trim(' ~ expr ~ ')', timestamp_pattern()) }}
+            then try(date_parse(trim({{ expr }}), '%m/%d/%Y %H:%i'))
+    end
+{%- endmacro %}
+
+{% macro duckdb__parse_trip_timestamp(expr) -%}
+    case
+        when {{ matches_pattern('trim(' ~ expr ~ ')', timestamp_pattern()) }}
+            then try_strptime(trim({{ expr }}), '%m/%d/%Y %H:%M')
+    end
+{%- endmacro %}
+
+{#- ISO day of week: 1 = Monday .. 7 = Sunday. -#}
+{% macro iso_day_of_week(ts) -%}
+    {{ return(adapter.dispatch('iso_day_of_week', 'dc_taxi')(ts)) }}
+{%- endmacro %}
+
+{% macro default__iso_day_of_week(ts) -%}
+    day_of_week({{ ts }})
+{%- endmacro %}
+
+{% macro duckdb__iso_day_of_week(ts) -%}
+    isodow({{ ts }})
+{%- endmacro %}

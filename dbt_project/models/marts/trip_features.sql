@@ -1,0 +1,37 @@
+{{ config(meta={'lake_partition_by': 'split'}) }}
+
+with
+
+validated_trips as (
+
+    select * from {{ ref('int_trips_validated') }}
+
+),
+
+features as (
+
+    select
+        -- ids
+        trip_key,
+
+        -- label
+        fare_amount,
+
+        -- numerics
+        origin_lat,
+        origin_lon,
+        dest_lat,
+        dest_lon,
+        cast(extract(year from pickup_at) as integer) as pickup_year,
+        cast(extract(month from pickup_at) as integer) as pickup_month,
+        cast({{ iso_day_of_week('pickup_at') }} as integer) as pickup_dow,
+        cast(extract(hour from pickup_at) as integer) as pickup_hour,
+
+        -- partition (last, as Athena requires)
+        split
+    from validated_trips
+    where is_accepted
+
+)
+
+select * from features

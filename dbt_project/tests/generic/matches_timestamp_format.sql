@@ -1,0 +1,10 @@
+{#- Uniform: every present timestamp text uses the one contract layout, MM/DD/YYYY HH:MM. -#}
+{% test matches_timestamp_format(model, column_name) %}
+
+select {{ column_name }} as offending_value
+from {{ model }}
+where
+    trim({{ column_name }}) not in ('', 'NULL')
+    and not {{ matches_pattern('trim(' ~ column_name ~ ')', timestamp_pattern()) }}
+
+{% endtest %}

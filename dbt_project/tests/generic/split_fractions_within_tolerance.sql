@@ -1,0 +1,43 @@
+{#- Each split's share of rows is within `split_fraction_tolerance` of its var. -#}
+{% test split_fractions_within_tolerance(model, column_name) %}
+
+{%- set test_fraction = var('test_fraction') | float -%}
+{%- set validation_fraction = var('validation_fraction') | float -%}
+{%- set expected = {
+    'test': test_fraction,
+    'validation': validation_fraction,
+    'train': 1 - test_fraction - validation_fraction,
+} -%}
+
+with
+
+rows_per_split as (
+
+    select
+        {{ column_name }} as split,
+        count(*) as row_count
+    from {{ model }}
+    group by {{ column_name }}
+
+),
+
+shares as (
+
+    select
+        split,
+        cast(row_count as double) / sum(row_count) over () as actual_fraction,
+        case split
+            {%- for name, fraction in expected.items() %}
+            when '{{ name }}' then {{ fraction }}
+            {%- endfor %}
+        end as expected_fraction
+    from rows_per_split
+
+)
+
+select * from shares
+where
+    expected_fraction is null
+    or abs(actual_fraction - expected_fraction) > {{ var('split_fraction_tolerance') }}
+
+{% endtest %}

@@ -1,0 +1,34 @@
+"""dbt-duckdb plugin: lets SQL create the local folders the lake's Parquet is written to.
+
+DuckDB's ``COPY ... TO`` creates only the last folder of its target, so writing
+``data/lake/trip_features`` on a fresh checkout fails. The plugin registers one scalar
+function, ``lake_ensure_dir(path)``, that creates a local folder and its parents and returns
+the path; for object-store URLs (``s3://`` ...) it does nothing, since prefixes need no folders.
+Enabled in ``profiles.yml`` under ``plugins:``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dbt.adapters.duckdb.plugins import BasePlugin
+
+_REMOTE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfss://", "http://", "https://")
+
+
+def lake_ensure_dir(path: str) -> str:
+    """Create ``path`` (and parents) unless it is an object-store URL; return it unchanged."""
+    if not path.startswith(_REMOTE_SCHEMES):
+        os.makedirs(path.removeprefix("file://"), exist_ok=True)
+    return path
+
+
+class Plugin(BasePlugin):
+    def configure_connection(self, conn):
+        conn.create_function(
+            "lake_ensure_dir",
+            lake_ensure_dir,
+            ["VARCHAR"],
+            "VARCHAR",
+            side_effects=True,
+        )
