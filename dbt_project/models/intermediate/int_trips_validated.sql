@@ -1,5 +1,3 @@
-{%- set coordinates = ['origin_lat', 'origin_lon', 'dest_lat', 'dest_lon'] -%}
-
 with
 
 trips as (
@@ -31,9 +29,10 @@ validated as (
             when pickup_at is null then 'invalid_pickup_time'
             when fare_amount is null then 'invalid_fare'
             when
-                {%- for column in coordinates %}
-                {{ column }} is null{{ ' or' if not loop.last }}
-                {%- endfor %}
+                origin_lat is null
+                or origin_lon is null
+                or dest_lat is null
+                or dest_lon is null
                 then 'missing_coordinates'
             when
                 fare_amount not between {{ var('fare_min') }} and {{ var('fare_max') }}

@@ -21,15 +21,15 @@ train as (
 per_feature as (
 
     {% for column in columns %}
-    select
-        '{{ column }}' as feature_name,
-        count({{ column }}) as row_count,
-        avg(cast({{ column }} as double)) as mean_value,
-        stddev_pop(cast({{ column }} as double)) as std_value,
-        cast(min({{ column }}) as double) as min_value,
-        cast(max({{ column }}) as double) as max_value
-    from train
-    {% if not loop.last %}union all{% endif %}
+        select
+            '{{ column }}' as feature_name,
+            count({{ column }}) as row_count,
+            avg(cast({{ column }} as double)) as mean_value,
+            stddev_pop(cast({{ column }} as double)) as std_value,
+            cast(min({{ column }}) as double) as min_value,
+            cast(max({{ column }}) as double) as max_value
+        from train
+        {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
 )

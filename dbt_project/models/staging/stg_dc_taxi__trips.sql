@@ -52,7 +52,7 @@ parsed as (
         raw_line,
         field_count,
         {%- for name in raw_field_names() %}
-        {{ name | lower }},
+            {{ name | lower }},
         {%- endfor %}
 
         -- numerics

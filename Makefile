@@ -1,0 +1,70 @@
+# The two commands users need:
+#   make run    generate sample raw data -> dbt build -> tune a model (everything, on DuckDB)
+#   make test   install everything, lint, run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ROWS ?= 200000
+MONTHS ?= 2015-01:2019-06
+SEED ?= 42
+
+export DBT_PROJECT_DIR := $(CURDIR)/dbt_project
+export DBT_PROFILES_DIR := $(CURDIR)
+export MLFLOW_DISABLE_TELEMETRY := true
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+
+.PHONY: run setup data build tune test lint format bench-sql bench-loader bench-training clean
+
+run: setup data build tune
+
+# Installs the project (CPU torch) and dev tools into $(VENV); `source $(VENV)/bin/activate`
+# afterwards also points dbt at this repo, so `dbt build` works from the repo root.
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	grep -q DBT_PROJECT_DIR $(BIN)/activate || printf '%s\n' \
+	  '# dc-taxi: run dbt from the repo root' \
+	  'export DBT_PROJECT_DIR="$(CURDIR)/dbt_project"' \
+	  'export DBT_PROFILES_DIR="$(CURDIR)"' \
+	  'export MLFLOW_DISABLE_TELEMETRY=true' >> $(BIN)/activate
+	touch $@
+
+data: setup
+	$(BIN)/python -m scripts.generate_raw --rows $(ROWS) --months $(MONTHS) --seed $(SEED) --out data/raw
+
+build: setup
+	$(BIN)/dbt build
+
+tune: setup
+	$(BIN)/python -m training.tune
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/sqlfluff fix dbt_project/models dbt_project/tests
+
+test: setup lint
+	$(BIN)/dbt parse --quiet
+	$(BIN)/pytest -q
+
+bench-sql: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.bench_sql_pipeline --rows 10000000
+
+bench-loader: setup
+	$(BIN)/python -m benchmarks.bench_loader
+
+bench-training: setup
+	$(BIN)/python -m benchmarks.bench_training
+
+clean:
+	rm -rf data dbt_project/target dbt_project/logs logs
