@@ -19,6 +19,12 @@ def pytest_addoption(parser):
         default="local",
         help="dbt target the pipeline tests build against (profiles.yml); default: local DuckDB.",
     )
+    parser.addoption(
+        "--pipeline-rows",
+        type=int,
+        default=50_000,
+        help="raw rows generated for the end-to-end oracle comparison (default 50,000).",
+    )
 
 
 @dataclass

@@ -32,7 +32,8 @@ def built(tmp_path_factory, request):
     project = DbtProject(
         tmp_path_factory.mktemp("pipeline"), request.config.getoption("--dbt-target")
     )
-    generate_raw(project.raw, rows=50_000, months="2015-01:2015-06")
+    rows = request.config.getoption("--pipeline-rows")
+    generate_raw(project.raw, rows=rows, months="2015-01:2015-06")
     result = project.build()
     return project, evaluate(project.raw), result
 

@@ -1,4 +1,5 @@
-{#- Each split's share of rows is within `split_fraction_tolerance` of its var. -#}
+{#- Each split's share of rows is within `split_fraction_tolerance` of its var, plus four
+    binomial standard deviations so that small data sets do not fail by chance. -#}
 {% test split_fractions_within_tolerance(model, column_name) %}
 
 {%- set test_fraction = var('test_fraction') | float -%}
@@ -25,6 +26,7 @@ shares as (
 
     select
         split,
+        sum(row_count) over () as total_rows,
         cast(row_count as double) / sum(row_count) over () as actual_fraction,
         case split
             {%- for name, fraction in expected.items() %}
@@ -39,5 +41,6 @@ select * from shares
 where
     expected_fraction is null
     or abs(actual_fraction - expected_fraction) > {{ var('split_fraction_tolerance') }}
+    + 4 * sqrt(expected_fraction * (1 - expected_fraction) / total_rows)
 
 {% endtest %}
