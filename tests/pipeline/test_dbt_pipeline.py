@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 
@@ -124,3 +125,25 @@ def test_adding_a_month_moves_no_existing_row(built, tmp_path):
 
 def _splits(project: DbtProject) -> dict[str, str]:
     return {row["trip_key"]: row["split"] for row in read_mart(project.lake, "trip_features")}
+
+
+def test_docs_generate_documents_every_model_and_column(built):
+    project, _, _ = built
+    result = project.dbt("docs", "generate")
+    assert result.returncode == 0, result.output[-3000:]
+    target = project.root / "dbt_target"
+    manifest = json.loads((target / "manifest.json").read_text())
+    catalog = json.loads((target / "catalog.json").read_text())
+    models = {
+        node_id: node
+        for node_id, node in manifest["nodes"].items()
+        if node["resource_type"] == "model"
+    }
+    assert len(models) == 6
+    for node_id, node in models.items():
+        assert node["description"].strip(), f"{node_id} has no description"
+        built_columns = {name.lower() for name in catalog["nodes"][node_id]["columns"]}
+        documented = {
+            name.lower() for name, column in node["columns"].items() if column["description"]
+        }
+        assert built_columns == documented, f"{node_id}: undocumented {built_columns - documented}"
