@@ -112,3 +112,14 @@ def fare_lake(tmp_path_factory) -> Path:
 def id_lake(tmp_path_factory) -> Path:
     """A lake whose fare is the row's global index, to identify rows."""
     return write_lake(tmp_path_factory.mktemp("id_lake"), SMALL_LAYOUT, label="row_id")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and CI machines are shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

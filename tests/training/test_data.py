@@ -1,0 +1,212 @@
+"""training.data: sharding, padding, shuffling, normalisation, resident mode."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils.data import DataLoader
+
+from tests.training.conftest import write_lake
+from training.data import (
+    DataConfig,
+    ParquetBatches,
+    ResidentBatches,
+    TripDataModule,
+    epoch_order,
+    plan_shard,
+    shard_bounds,
+)
+from training.lake import FEATURES, discover_split, load_feature_stats
+
+
+def stream(data: Path, split: str = "train", **kwargs) -> ParquetBatches:
+    files = discover_split(str(data), split)
+    stats = load_feature_stats(str(data.parent / "feature_stats"))
+    return ParquetBatches(files, stats, **kwargs)
+
+
+def real_ids(batches) -> list[int]:
+    """Row ids (the fare, in `row_id` lakes) of the real rows, in the order yielded."""
+    ids: list[int] = []
+    for _, y, w in batches:
+        ids += y[w > 0].long().tolist()
+    return ids
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    row_counts=st.lists(st.integers(0, 50), min_size=1, max_size=12),
+    num_shards=st.integers(1, 9),
+    seed=st.integers(0, 2**16),
+)
+def test_plan_covers_every_row_once(row_counts, num_shards, seed):
+    order = epoch_order(len(row_counts), seed, epoch=0, shuffle=True)
+    covered = Counter()
+    for shard in range(num_shards):
+        pieces = plan_shard(row_counts, order, shard, num_shards)
+        lo, hi = shard_bounds(sum(row_counts), shard, num_shards)
+        assert sum(stop - start for _, start, stop in pieces) == hi - lo
+        for group, start, stop in pieces:
+            assert 0 <= start < stop <= row_counts[group]
+            covered.update((group, row) for row in range(start, stop))
+    assert len(covered) == sum(row_counts)
+    assert set(covered.values()) <= {1}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    layout=st.lists(st.lists(st.integers(1, 40), min_size=1, max_size=4), min_size=1, max_size=4),
+    world_size=st.integers(1, 3),
+    num_workers=st.integers(1, 3),
+    batch_size=st.integers(1, 64),
+    buffer_rows=st.integers(1, 100),
+    shuffle=st.booleans(),
+    epoch=st.integers(0, 3),
+)
+def test_every_row_once_with_equal_batches_per_rank(
+    layout, world_size, num_workers, batch_size, buffer_rows, shuffle, epoch
+):
+    with tempfile.TemporaryDirectory() as folder:
+        data = write_lake(Path(folder), {"train": layout}, label="row_id")
+        total = sum(map(sum, layout))
+        ids, batches_per_rank = [], []
+        for rank in range(world_size):
+            rank_batches = 0
+            for worker in range(num_workers):
+                dataset = stream(
+                    data,
+                    batch_size=batch_size,
+                    shuffle=shuffle,
+                    seed=7,
+                    rank=rank,
+                    world_size=world_size,
+                    num_workers=num_workers,
+                    worker_id=worker,
+                    shuffle_buffer_rows=buffer_rows,
+                )
+                dataset.set_epoch(epoch)
+                batches = list(dataset)
+                for x, y, w in batches:
+                    assert x.shape == (batch_size, len(FEATURES)) and x.dtype == torch.float32
+                    assert y.shape == w.shape == (batch_size,)
+                    assert torch.all(x[w == 0] == 0) and torch.all(y[w == 0] == 0)
+                ids += real_ids(batches)
+                rank_batches += len(batches)
+            assert rank_batches == len(dataset)
+            batches_per_rank.append(rank_batches)
+        assert sorted(ids) == list(range(total))
+        assert len(set(batches_per_rank)) == 1
+
+
+def test_shuffle_differs_each_epoch_and_repeats_for_a_seed(id_lake):
+    def order(seed: int, epoch: int) -> list[int]:
+        dataset = stream(id_lake, batch_size=128, shuffle=True, seed=seed, shuffle_buffer_rows=1000)
+        dataset.set_epoch(epoch)
+        return real_ids(dataset)
+
+    first = order(seed=1, epoch=0)
+    assert sorted(first) == list(range(6000))
+    assert order(seed=1, epoch=1) != first
+    assert order(seed=1, epoch=0) == first
+    assert order(seed=2, epoch=0) != first
+
+
+def test_evaluation_order_is_file_order(id_lake):
+    dataset = stream(id_lake, "validation", batch_size=128, shuffle=False)
+    assert real_ids(dataset) == list(range(6000, 7000))
+
+
+def test_epoch_reaches_persistent_workers(id_lake):
+    kwargs = dict(batch_size=100, shuffle=True, seed=3, num_workers=2, shuffle_buffer_rows=500)
+    dataset = stream(id_lake, **kwargs)
+    loader = DataLoader(dataset, batch_size=None, num_workers=2, persistent_workers=True)
+    seen = []
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)
+        seen.append(real_ids(loader))
+    for epoch, got in enumerate(seen):
+        # The DataLoader takes batches from its workers in turn.
+        per_worker = []
+        for worker in (0, 1):
+            shard = stream(id_lake, worker_id=worker, **kwargs)
+            shard.set_epoch(epoch)
+            per_worker.append(list(shard))
+        expected = real_ids(b for pair in zip(*per_worker, strict=True) for b in pair)
+        assert got == expected
+    assert seen[0] != seen[1]
+
+
+def test_features_normalised_with_train_stats_and_label_in_dollars(id_lake):
+    raw = pq.read_table(id_lake / "split=validation").to_pandas().set_index("fare_amount")
+    stats = load_feature_stats(str(id_lake.parent / "feature_stats"))
+    mean, std = np.array(stats.mean), np.array(stats.std)
+    for x, y, w in stream(id_lake, "validation", batch_size=300, shuffle=True, seed=0):
+        rows = raw.loc[y[w > 0].numpy().astype(np.float64), list(FEATURES)].to_numpy()
+        np.testing.assert_allclose(x[w > 0].numpy(), (rows - mean) / std, rtol=1e-5, atol=1e-4)
+    # Over the train split itself the normalised features have mean 0 and std 1.
+    train = torch.cat([x[w > 0] for x, _, w in stream(id_lake, batch_size=512, shuffle=False)])
+    np.testing.assert_allclose(train.double().mean(0).numpy(), 0.0, atol=1e-4)
+    np.testing.assert_allclose(train.double().std(0, correction=0).numpy(), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("world_size", [1, 3])
+def test_resident_batches_shard_pad_and_reshuffle(id_lake, world_size):
+    files = discover_split(str(id_lake), "train")
+    stats = load_feature_stats(str(id_lake.parent / "feature_stats"))
+    loaders = [
+        ResidentBatches.load(
+            files,
+            stats,
+            torch.device("cpu"),
+            batch_size=700,
+            shuffle=True,
+            seed=5,
+            rank=rank,
+            world_size=world_size,
+        )
+        for rank in range(world_size)
+    ]
+    orders = []
+    for epoch in (0, 1):
+        ids = []
+        for loader in loaders:
+            loader.set_epoch(epoch)
+            batches = list(loader)
+            assert len(batches) == len(loader) == len(loaders[0])
+            ids += real_ids(batches)
+        assert sorted(ids) == list(range(6000))
+        orders.append(ids)
+    assert orders[0] != orders[1]
+
+
+def test_resident_and_streamed_batches_hold_the_same_values(id_lake):
+    streamed = stream(id_lake, "test", batch_size=64, shuffle=False)
+    resident = ResidentBatches.load(
+        streamed.files,
+        load_feature_stats(str(id_lake.parent / "feature_stats")),
+        torch.device("cpu"),
+        batch_size=64,
+        shuffle=False,
+    )
+    for (xs, ys, ws), (xr, yr, wr) in zip(streamed, resident, strict=True):
+        assert torch.equal(xs, xr) and torch.equal(ys, yr) and torch.equal(ws, wr)
+
+
+def test_data_module_holds_small_splits_and_streams_large_ones(id_lake):
+    small = TripDataModule(DataConfig(data=str(id_lake), batch_size=256))
+    small.setup("fit")
+    assert isinstance(small.train_dataloader(), ResidentBatches)
+    large = TripDataModule(DataConfig(data=str(id_lake), batch_size=256, resident_max_bytes=0))
+    large.setup("fit")
+    assert isinstance(large.train_dataloader(), DataLoader)
+    large.set_epoch(4)
+    assert int(large.train_dataloader().dataset._epoch) == 4
+    assert "test" not in large.loaders

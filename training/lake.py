@@ -1,0 +1,209 @@
+"""What training reads from the lake: paths, filesystems, the trip_features schema, feature_stats.
+
+Everything here works from Parquet metadata or tiny tables, so every DDP rank and DataLoader
+worker can call it and get the same answer without talking to the others.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+FEATURES = (
+    "origin_lat",
+    "origin_lon",
+    "dest_lat",
+    "dest_lon",
+    "pickup_year",
+    "pickup_month",
+    "pickup_dow",
+    "pickup_hour",
+)
+LABEL = "fare_amount"
+KEY = "trip_key"
+# `split` is the hive partition directory; a writer that also stores it in the files is fine.
+EXPECTED_COLUMNS = frozenset((KEY, LABEL, *FEATURES))
+TOLERATED_COLUMNS = frozenset(("split",))
+SPLITS = ("train", "validation", "test")
+
+
+class LakeError(RuntimeError):
+    """The lake is missing or does not match the data contract; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ParquetPart:
+    """One Parquet file and the row count of each of its row groups."""
+
+    path: str
+    row_group_rows: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """The Parquet files of one split of trip_features, with row counts from their footers."""
+
+    uri: str
+    filesystem: pafs.FileSystem
+    parts: tuple[ParquetPart, ...]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(sum(part.row_group_rows) for part in self.parts)
+
+    def row_groups(self) -> list[tuple[int, int, int]]:
+        """(part index, row group index, rows) for every row group, in file order."""
+        return [
+            (i, j, rows)
+            for i, part in enumerate(self.parts)
+            for j, rows in enumerate(part.row_group_rows)
+        ]
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Train-split mean and population std of the 8 features (in FEATURES order) and the label."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    label_mean: float
+    label_std: float
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """float64 mean and std vectors, in FEATURES order."""
+        return np.asarray(self.mean, np.float64), np.asarray(self.std, np.float64)
+
+
+def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem for a local path or `s3://bucket/prefix`, and the path inside it."""
+    if uri.startswith("s3://"):
+        path = uri.removeprefix("s3://").rstrip("/")
+        return s3_filesystem(bucket=path.split("/", 1)[0]), path
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def s3_filesystem(bucket: str) -> pafs.S3FileSystem:
+    """An S3 filesystem configured by the standard AWS environment variables.
+
+    Credentials come from the AWS default chain. pyarrow ignores `AWS_ENDPOINT_URL(_S3)`, so we
+    pass it on ourselves; that is how a local S3 server (SeaweedFS, MinIO) is reached.
+    """
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not endpoint:
+        return pafs.S3FileSystem(region=region or pafs.resolve_s3_region(bucket))
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    return pafs.S3FileSystem(
+        endpoint_override=parts.netloc,
+        scheme=parts.scheme,
+        region=region or "us-east-1",
+    )
+
+
+def sibling(uri: str, name: str) -> str:
+    """`<uri>/../<name>` for local paths and s3 URIs (feature_stats beside trip_features)."""
+    if uri.startswith("s3://"):
+        return "s3://" + posixpath.join(posixpath.dirname(uri[5:].rstrip("/")), name)
+    return os.path.join(os.path.dirname(os.path.abspath(uri)), name)
+
+
+def list_parquet(uri: str) -> tuple[pafs.FileSystem, list[str]]:
+    """All `*.parquet` files under `uri`, recursively, sorted; an error naming the fix if none."""
+    filesystem, root = open_filesystem(uri)
+    info = filesystem.get_file_info(root)
+    paths: list[str] = []
+    if info.type == pafs.FileType.Directory:
+        selector = pafs.FileSelector(root, recursive=True)
+        paths = sorted(
+            entry.path
+            for entry in filesystem.get_file_info(selector)
+            if entry.type == pafs.FileType.File and entry.path.endswith(".parquet")
+        )
+    if not paths:
+        raise LakeError(f"no Parquet files under {uri} — run `dbt build` first")
+    return filesystem, paths
+
+
+def check_columns(schema: pa.Schema, where: str) -> None:
+    """Fail naming every missing or unexpected column, or a non-numeric feature or label."""
+    names = set(schema.names)
+    missing = sorted(EXPECTED_COLUMNS - names)
+    extra = sorted(names - EXPECTED_COLUMNS - TOLERATED_COLUMNS)
+    problems = []
+    if missing:
+        problems.append(f"missing columns {', '.join(missing)}")
+    if extra:
+        problems.append(f"unexpected columns {', '.join(extra)}")
+    for name in (LABEL, *FEATURES):
+        if name in names:
+            kind = schema.field(name).type
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+                problems.append(f"column {name} is {kind}, expected a number")
+    if problems:
+        raise LakeError(
+            f"{where} does not match the trip_features contract: {'; '.join(problems)}"
+            " — rebuild it with `dbt build`"
+        )
+
+
+def discover_split(data_uri: str, split: str) -> SplitFiles:
+    """Find the Parquet files of one split and read their footers (row counts, schema check)."""
+    uri = f"{data_uri.rstrip('/')}/split={split}"
+    filesystem, paths = list_parquet(uri)
+    parts = []
+    for path in paths:
+        with filesystem.open_input_file(path) as handle:
+            metadata = pq.ParquetFile(handle).metadata
+        check_columns(metadata.schema.to_arrow_schema(), path)
+        rows = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
+        parts.append(ParquetPart(path=path, row_group_rows=rows))
+    return SplitFiles(uri=uri, filesystem=filesystem, parts=tuple(parts))
+
+
+def load_feature_stats(uri: str) -> FeatureStats:
+    """Read feature_stats (one row per column, computed on the train split by dbt)."""
+    filesystem, paths = list_parquet(uri)
+    columns = ["feature_name", "mean_value", "std_value"]
+    tables = []
+    for path in paths:
+        with filesystem.open_input_file(path) as handle:
+            tables.append(pq.read_table(handle, columns=columns))
+    table = pa.concat_tables(tables)
+    names = table.column("feature_name").to_pylist()
+    means = pc.cast(table.column("mean_value"), pa.float64()).to_pylist()
+    stds = pc.cast(table.column("std_value"), pa.float64()).to_pylist()
+    by_name = {name: (mean, std) for name, mean, std in zip(names, means, stds, strict=True)}
+    missing = [name for name in (*FEATURES, LABEL) if by_name.get(name, (None,))[0] is None]
+    if missing:
+        raise LakeError(
+            f"feature_stats under {uri} has no statistics for {', '.join(missing)}"
+            " — rebuild it with `dbt build`"
+        )
+
+    def usable_std(name: str) -> float:
+        # A constant feature (one pickup year in a small sample) has std 0: leave it unscaled.
+        std = by_name[name][1]
+        return std if std and std > 0 else 1.0
+
+    return FeatureStats(
+        mean=tuple(by_name[name][0] for name in FEATURES),
+        std=tuple(usable_std(name) for name in FEATURES),
+        label_mean=by_name[LABEL][0],
+        label_std=usable_std(LABEL),
+    )
+
+
+def head_features(files: SplitFiles, rows: int = 5) -> np.ndarray:
+    """The first `rows` raw feature rows of a split (float64 [rows, 8]), e.g. an input example."""
+    part = files.parts[0]
+    with files.filesystem.open_input_file(part.path) as handle:
+        table = pq.ParquetFile(handle).read_row_group(0, columns=list(FEATURES)).slice(0, rows)
+    return np.column_stack([table.column(name).to_numpy() for name in FEATURES]).astype(np.float64)

@@ -1,0 +1,91 @@
+"""MLflow plumbing shared by train and tune: where runs go, per-epoch metrics, the served model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import mlflow
+import numpy as np
+import torch
+from mlflow.models import infer_signature
+
+from training.lake import FEATURES
+from training.model import FareRegressor, export_predictor
+
+DEFAULT_DB = Path("data") / "mlflow.db"
+
+
+def default_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else a SQLite file under ./data (MLflow 3 refuses ./mlruns)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_DB.resolve()}"
+
+
+def configure_tracking(tracking_uri: str | None, experiment: str) -> str:
+    """Point MLflow at `tracking_uri` and make sure `experiment` exists; returns its id.
+
+    For a local SQLite store the artifacts go to `mlartifacts/` beside the database instead of
+    `./mlruns` in whatever directory the command was started from.
+    """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow.telemetry import set_telemetry_client
+
+    set_telemetry_client()  # re-reads MLFLOW_DISABLE_TELEMETRY
+    uri = tracking_uri or default_tracking_uri()
+    artifact_location = None
+    if uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        artifact_location = (database.parent / "mlartifacts").resolve().as_uri()
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        experiment_id = found.experiment_id
+    else:
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=artifact_location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def flat_params(config: object, prefix: str = "") -> dict[str, str]:
+    """A (nested) config dataclass as flat MLflow params: `data.batch_size`, `model.lr`, ..."""
+    params: dict[str, str] = {}
+    for name, value in vars(config).items():
+        if hasattr(value, "__dataclass_fields__"):
+            params.update(flat_params(value, f"{prefix}{name}."))
+        else:
+            params[f"{prefix}{name}"] = str(value)
+    return params
+
+
+class MLflowEpochMetrics(L.Callback):
+    """Log every epoch's metrics to the active MLflow run (global rank zero only)."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or mlflow.active_run() is None:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        mlflow.log_metrics(metrics, step=trainer.current_epoch)
+
+
+def log_fare_model(model: FareRegressor, example: np.ndarray) -> mlflow.models.model.ModelInfo:
+    """Log the raw-feature predictor as a torch.export program (no pickle, no code of ours).
+
+    Input: float32 [n, 8] raw features in `FEATURES` order (recorded in the model metadata);
+    output: fares in dollars [n].
+    """
+    predictor = export_predictor(model)
+    example = example.astype(np.float32)
+    with torch.no_grad():
+        predictions = predictor(torch.from_numpy(example)).numpy()
+    return mlflow.pytorch.log_model(
+        predictor,
+        name="model",
+        serialization_format="pt2",
+        signature=infer_signature(example, predictions),
+        input_example=example,
+        metadata={"features": list(FEATURES), "label": "fare_amount (dollars)"},
+        # Explicit, so MLflow does not spend seconds inferring them in a subprocess.
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+    )

@@ -1,0 +1,267 @@
+"""Train one fare model: `python -m training.train [flags]`.
+
+`fit(config)` is the reusable part (tune calls it once per trial): it trains with checkpointing
+and early stopping and logs to whatever MLflow run is active. `main` adds the CLI, the run
+itself and its lineage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning as L
+import mlflow
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from training.data import DataConfig, ShuffleEachEpoch, TripDataModule
+from training.lake import SPLITS, LakeError, discover_split, head_features
+from training.lineage import Lineage, collect_lineage
+from training.model import OPTIMIZERS, SCHEDULERS, FareRegressor, ModelConfig
+from training.tracking import MLflowEpochMetrics, configure_tracking, flat_params, log_fare_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: data, model, trainer and tracking settings."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    max_epochs: int = 10
+    patience: int = 3
+    gradient_clip: float = 1.0  # 0 = off
+    limit_train_batches: int | None = None
+    limit_val_batches: int | None = None
+    val_check_interval: int | None = None  # batches; None = once per epoch
+    accelerator: str = "auto"
+    devices: int = 1
+    precision: str = "auto"  # bf16-mixed on a GPU that supports it, else 32-true
+    tracking_uri: str | None = None
+    experiment: str = "dc-taxi"
+    run_name: str | None = None
+    dbt_target: str = "dbt_project/target"
+    progress: bool = True
+
+
+def resolve_precision(config: TrainConfig) -> str:
+    if config.precision != "auto":
+        return config.precision
+    gpu = config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def build_trainer(config: TrainConfig, root: str, callbacks: list[L.Callback]) -> L.Trainer:
+    """A Trainer that checkpoints under `root`; integer batch limits only (streams have no len)."""
+    return L.Trainer(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        precision=resolve_precision(config),
+        max_epochs=config.max_epochs,
+        gradient_clip_val=config.gradient_clip or None,
+        limit_train_batches=config.limit_train_batches,
+        limit_val_batches=config.limit_val_batches,
+        val_check_interval=config.val_check_interval,
+        default_root_dir=root,
+        logger=False,
+        callbacks=callbacks,
+        enable_progress_bar=config.progress,
+        enable_model_summary=config.progress,
+    )
+
+
+def fit(
+    config: TrainConfig, callbacks: Sequence[L.Callback] = (), log_model: bool = True
+) -> dict[str, float]:
+    """Train one model and return its best validation RMSE (dollars) and epochs run.
+
+    Logs per-epoch metrics, the best checkpoint (artifact `checkpoint/best.ckpt`) and, with
+    `log_model`, the servable model to the active MLflow run, if there is one.
+    """
+    L.seed_everything(config.data.seed, workers=True, verbose=False)
+    datamodule = TripDataModule(config.data)
+    stats = datamodule.stats
+    model = FareRegressor(
+        **asdict(config.model),
+        feature_mean=stats.mean,
+        feature_std=stats.std,
+        label_mean=stats.label_mean,
+    )
+    with tempfile.TemporaryDirectory(prefix="dc-taxi-fit-") as root:
+        checkpoint = ModelCheckpoint(monitor="val_rmse", mode="min", filename="best")
+        early_stopping = EarlyStopping(monitor="val_rmse", mode="min", patience=config.patience)
+        trainer = build_trainer(
+            config,
+            root,
+            [checkpoint, early_stopping, ShuffleEachEpoch(), MLflowEpochMetrics(), *callbacks],
+        )
+        trainer.fit(model, datamodule=datamodule)
+        metrics = {
+            "best_val_rmse": float(checkpoint.best_model_score),
+            "epochs": float(trainer.current_epoch),
+        }
+        if trainer.is_global_zero and mlflow.active_run() is not None:
+            mlflow.log_metrics(metrics)
+            mlflow.log_artifact(checkpoint.best_model_path, "checkpoint")
+            if log_model:
+                best_path = checkpoint.best_model_path
+                best = FareRegressor.load_from_checkpoint(best_path, map_location="cpu")
+                example = head_features(discover_split(config.data.data, "validation"))
+                log_fare_model(best, example)
+    return metrics
+
+
+def dataset_lineage(config: TrainConfig) -> Lineage:
+    """Check every split is there (failing early with the fix) and describe it for MLflow."""
+    splits = {split: discover_split(config.data.data, split) for split in SPLITS}
+    return collect_lineage(config.data.data, splits, Path(config.dbt_target))
+
+
+def run(config: TrainConfig) -> dict[str, float]:
+    """One tracked run: lineage, params, training, model."""
+    lineage = dataset_lineage(config)
+    if rank_zero_only.rank != 0:  # DDP worker processes train but do not track
+        return fit(config)
+    configure_tracking(config.tracking_uri, config.experiment)
+    with mlflow.start_run(run_name=config.run_name, tags=lineage.tags):
+        mlflow.log_params(flat_params(config))
+        mlflow.log_text(lineage.as_json(), "lineage.json")
+        return fit(config)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", default=DataConfig.data, help="trip_features root (path or s3://)")
+    group.add_argument("--stats", help="feature_stats root (default: <data>/../feature_stats)")
+    group.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
+    group.add_argument(
+        "--resident-mb",
+        type=int,
+        default=DataConfig.resident_max_bytes >> 20,
+        help="hold a split on the device when it fits this many MiB (0: always stream)",
+    )
+    group.add_argument(
+        "--shuffle-buffer-rows",
+        type=int,
+        default=DataConfig.shuffle_buffer_rows,
+        help="rows mixed together when streaming",
+    )
+    group.add_argument("--eval-batch-size", type=int, help="validation/test batch size")
+    group.add_argument("--seed", type=int, default=DataConfig.seed, help="seed for init + shuffle")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, max_epochs: int) -> None:
+    group = parser.add_argument_group("training and tracking")
+    group.add_argument("--max-epochs", type=int, default=max_epochs, help="epochs at most")
+    group.add_argument("--patience", type=int, default=TrainConfig.patience, help="early stopping")
+    group.add_argument(
+        "--gradient-clip", type=float, default=TrainConfig.gradient_clip, help="norm; 0 = off"
+    )
+    group.add_argument("--limit-train-batches", type=int, help="train batches per epoch at most")
+    group.add_argument("--limit-val-batches", type=int, help="validation batches at most")
+    group.add_argument("--val-check-interval", type=int, help="validate every N train batches")
+    group.add_argument("--accelerator", default="auto", help="auto, cpu, gpu")
+    group.add_argument("--devices", type=int, default=1, help="devices (>1 runs DDP)")
+    group.add_argument("--precision", default="auto", help="auto, 32-true, bf16-mixed, ...")
+    group.add_argument(
+        "--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite data/mlflow.db)"
+    )
+    group.add_argument("--experiment", default=TrainConfig.experiment, help="MLflow experiment")
+    group.add_argument(
+        "--dbt-target", default=TrainConfig.dbt_target, help="dbt target/ dir, for lineage"
+    )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ModelConfig()
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--hidden-sizes",
+        default=",".join(map(str, defaults.hidden_sizes)),
+        help="comma-separated units per hidden layer",
+    )
+    group.add_argument(
+        "--batch-norm", action=argparse.BooleanOptionalAction, default=defaults.batch_norm
+    )
+    group.add_argument("--dropout", type=float, default=defaults.dropout)
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    group.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    group.add_argument("--scheduler", choices=SCHEDULERS, default=defaults.scheduler)
+    group.add_argument("--batch-size", type=int, default=DataConfig.batch_size)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train", description="Train one fare model and track it in MLflow."
+    )
+    add_data_arguments(parser)
+    add_model_arguments(parser)
+    add_run_arguments(parser, max_epochs=TrainConfig.max_epochs)
+    parser.add_argument("--run-name", help="MLflow run name")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Flags -> TrainConfig (tune's parser lacks the model flags; defaults fill them)."""
+    defaults = ModelConfig()
+    hidden = getattr(args, "hidden_sizes", None)
+    model = ModelConfig(
+        hidden_sizes=tuple(int(n) for n in hidden.split(",")) if hidden else defaults.hidden_sizes,
+        batch_norm=getattr(args, "batch_norm", defaults.batch_norm),
+        dropout=getattr(args, "dropout", defaults.dropout),
+        optimizer=getattr(args, "optimizer", defaults.optimizer),
+        lr=getattr(args, "lr", defaults.lr),
+        weight_decay=getattr(args, "weight_decay", defaults.weight_decay),
+        scheduler=getattr(args, "scheduler", defaults.scheduler),
+    )
+    data = DataConfig(
+        data=args.data,
+        stats=args.stats,
+        batch_size=getattr(args, "batch_size", DataConfig.batch_size),
+        eval_batch_size=args.eval_batch_size,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        shuffle_buffer_rows=args.shuffle_buffer_rows,
+        resident_max_bytes=args.resident_mb << 20,
+    )
+    return TrainConfig(
+        data=data,
+        model=model,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        gradient_clip=args.gradient_clip,
+        limit_train_batches=args.limit_train_batches,
+        limit_val_batches=args.limit_val_batches,
+        val_check_interval=args.val_check_interval,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        precision=args.precision,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        run_name=getattr(args, "run_name", None),
+        dbt_target=args.dbt_target,
+        progress=not getattr(args, "no_progress", False),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = config_from_args(build_parser().parse_args(argv))
+    try:
+        metrics = run(config)
+    except LakeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
