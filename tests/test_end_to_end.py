@@ -1,0 +1,60 @@
+"""The README's main path on real outputs: generate, `dbt build`, then train and tune."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+
+from tests.conftest import DbtProject, generate_raw
+from tests.pipeline.outputs import read_mart
+from training import train, tune
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory, request):
+    project = DbtProject(tmp_path_factory.mktemp("e2e"), request.config.getoption("--dbt-target"))
+    generate_raw(project.raw, rows=40_000, months="2017-01:2017-04")
+    project.build()
+    return project
+
+
+def _common_argv(project: DbtProject, tmp_path) -> list[str]:
+    return [
+        "--data", str(project.lake / "trip_features"),
+        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--dbt-target", str(project.root / "dbt_target"),
+        "--max-epochs", "2",
+    ]  # fmt: skip
+
+
+def test_train_and_tune_read_what_dbt_build_wrote(lake, tmp_path):
+    invocation_id = json.loads((lake.root / "dbt_target" / "run_results.json").read_text())[
+        "metadata"
+    ]["invocation_id"]
+    rows = {
+        split: sum(1 for row in read_mart(lake.lake, "trip_features") if row["split"] == split)
+        for split in ("train", "validation")
+    }
+
+    assert train.main(_common_argv(lake, tmp_path)) == 0
+    tune_argv = [
+        *_common_argv(lake, tmp_path),
+        "--n-trials", "2",
+        "--storage", str(tmp_path / "optuna.journal"),
+        "--study-name", "e2e",
+    ]  # fmt: skip
+    assert tune.main(tune_argv) == 0
+
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) >= 4  # one train run, one study parent, two trials
+    for run in runs:
+        tags = run.data.tags
+        assert tags["dbt.invocation_id"] == invocation_id
+        assert tags["data.train.rows"] == str(rows["train"])
+        assert tags["data.validation.rows"] == str(rows["validation"])
+    champion = mlflow.MlflowClient().get_model_version_by_alias("dc-taxi-fare", "champion")
+    assert champion.run_id in {run.info.run_id for run in runs}
