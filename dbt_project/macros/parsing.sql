@@ -14,8 +14,9 @@
     {{ return(adapter.dispatch('matches_pattern', 'dc_taxi')(expr, pattern)) }}
 {%- endmacro %}
 
+{#- Trino (Java regex): `$` also matches before a final `\r`, so anchor on `\z`, the very end. -#}
 {% macro default__matches_pattern(expr, pattern) -%}
-    regexp_like({{ expr }}, '^{{ pattern }}$')
+    regexp_like({{ expr }}, '^(?:{{ pattern }})\z')
 {%- endmacro %}
 
 {% macro duckdb__matches_pattern(expr, pattern) -%}
@@ -34,15 +35,28 @@
     end
 {%- endmacro %}
 
+{#- Athena's one-argument trim also strips tabs and other whitespace; the contract trims spaces
+    only (the DESIGN.md oracle: `strip(" ")`). Trino reads `1e2`, `.5` and `12.` as doubles. -#}
+{% macro athena__try_cast_number(expr) -%}
+    {%- set trimmed = "trim(both ' ' from " ~ expr ~ ")" -%}
+    case
+        when {{ matches_pattern(trimmed, number_pattern()) }}
+            then try_cast({{ trimmed }} as double)
+    end
+{%- endmacro %}
+
 {#- Trimmed `MM/DD/YYYY HH:MM` text to a timestamp; NULL when missing or invalid. -#}
 {% macro parse_trip_timestamp(expr) -%}
     {{ return(adapter.dispatch('parse_trip_timestamp', 'dc_taxi')(expr)) }}
 {%- endmacro %}
 
+{#- Trino: date_parse's `%i` is minutes; an impossible date (02/30) fails and try() makes it
+    NULL. Spaces only are trimmed, as in athena__try_cast_number. -#}
 {% macro default__parse_trip_timestamp(expr) -%}
+    {%- set trimmed = "trim(both ' ' from " ~ expr ~ ")" -%}
     case
-        when {{ matches_pattern('trim(' ~ expr ~ ')', timestamp_pattern()) }}
-            then try(date_parse(trim({{ expr }}), '%m/%d/%Y %H:%i'))
+        when {{ matches_pattern(trimmed, timestamp_pattern()) }}
+            then try(date_parse({{ trimmed }}, '%m/%d/%Y %H:%i'))
     end
 {%- endmacro %}
 

@@ -44,3 +44,42 @@
         filename = true
     )
 {%- endmacro %}
+
+{#- Athena: an external text table over the raw prefix reads each line whole into one string
+    column (the last column takes the rest of the line, so no character can split it), and a
+    view over it keeps only `taxi_*.txt` directly under the prefix and names each line's file
+    from "$path", like DuckDB's parse_filename. Athena runs one statement per query, so the
+    macro runs its DDL itself and renders no SQL: `dbt run-operation declare_raw_source`
+    declares the source the same way the on-run-start hook does. -#}
+{% macro athena__declare_raw_source() -%}
+    {%- if not execute -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set raw_prefix = athena_raw_prefix() -%}
+    {%- do assert_outputs_clear_of_raw(raw_prefix) -%}
+    {%- if var('table_type') not in ['hive', 'iceberg'] -%}
+        {{ exceptions.raise_compiler_error(
+            "the table_type var must be 'hive' or 'iceberg', got '" ~ var('table_type') ~ "'"
+        ) }}
+    {%- endif -%}
+    {#- `dbt compile` renders hooks without running them: check the settings, touch nothing. -#}
+    {%- if flags.WHICH in ['compile', 'show', 'docs', 'list', 'parse'] -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set relation = raw_source_relation() -%}
+    {%- set lines = relation.incorporate(path={'identifier': relation.identifier ~ '_text'}) -%}
+    {%- do run_query(athena_create_raw_schema(relation)) -%}
+    {#- SQL DROP of an external Hive table never deletes its files. Never use dbt's
+        drop_relation here: on Athena it also deletes the table's S3 data. -#}
+    {%- do run_query('drop table if exists ' ~ lines.render_hive()) -%}
+    {%- do run_query(athena_create_raw_lines_table(lines, raw_prefix)) -%}
+    {%- do run_query(athena_create_raw_source_view(relation, lines, raw_prefix)) -%}
+    {%- set first_line = run_query('select source_file from ' ~ relation ~ ' limit 1') -%}
+    {%- if first_line.rows | length == 0 -%}
+        {{ exceptions.raise_compiler_error(
+            "no raw files matching '" ~ raw_prefix ~ "/taxi_*.txt' — upload them with "
+            ~ "`python -m scripts.upload_raw --src data/raw --dest " ~ raw_prefix ~ "` or "
+            ~ "point the raw_path var at the S3 prefix holding the DC taxi files"
+        ) }}
+    {%- endif -%}
+{%- endmacro %}
