@@ -2,22 +2,20 @@
 
 Every batch is a tuple `(x, y, w)`: `x` float32 [B, 8] features normalised with the train-split
 feature_stats, `y` float32 [B] fare in dollars, `w` float32 [B] 1 for a real row and 0 for padding.
-
-One epoch is planned from Parquet footers alone: the row groups are put in a seeded order
-(a new one each epoch), laid end to end, and cut into `world_size * num_workers` contiguous,
-equal (±1 row) shards. Every shard yields the same number of batches, padding its last ones
-with zero-weight rows, so every row is seen exactly once, every rank runs the same number of
-steps, and weighted sums give exact metrics. Rank and worker agree on the plan without talking.
+Which rows a DDP rank and DataLoader worker read in an epoch is decided by `training.plan`.
 """
 
 from __future__ import annotations
 
-import math
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 
 import lightning as L
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -32,9 +30,11 @@ from training.lake import (
     load_feature_stats,
     sibling,
 )
+from training.plan import Piece, batches_per_shard, epoch_order, plan_shard, shard_bounds
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-BYTES_PER_ROW = 4 * (len(FEATURES) + 1)
+COLUMNS = [*FEATURES, LABEL]
+BYTES_PER_ROW = 4 * len(COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -55,78 +55,37 @@ class DataConfig:
         return self.stats or sibling(self.data, "feature_stats")
 
 
-@dataclass(frozen=True)
-class Piece:
-    """Rows [start, stop) of one row group of one file."""
+def normalise_into(
+    table, mean: np.ndarray, std: np.ndarray, features: np.ndarray, labels: np.ndarray
+) -> None:
+    """Arrow columns -> normalised float32 `features` [n, 8] and float32 `labels` [n], in place.
 
-    part: int
-    row_group: int
-    start: int
-    stop: int
-
-
-def epoch_order(num_row_groups: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
-    """The order in which an epoch lays out the row groups; the same on every rank and worker."""
-    if not shuffle:
-        return np.arange(num_row_groups)
-    return np.random.default_rng((seed, epoch, 0)).permutation(num_row_groups)
-
-
-def shard_bounds(total_rows: int, shard: int, num_shards: int) -> tuple[int, int]:
-    """The contiguous [lo, hi) slice of the epoch's rows that belongs to one shard."""
-    return shard * total_rows // num_shards, (shard + 1) * total_rows // num_shards
-
-
-def batches_per_shard(total_rows: int, num_shards: int, batch_size: int) -> int:
-    """Batches every shard yields: enough for the largest shard, so all shards yield the same."""
-    return math.ceil(math.ceil(total_rows / num_shards) / batch_size)
-
-
-def plan_shard(
-    row_counts: Sequence[int], order: Sequence[int], shard: int, num_shards: int
-) -> list[tuple[int, int, int]]:
-    """The (row group, start, stop) pieces of one shard, from row counts alone.
-
-    Args:
-        row_counts: rows in each row group.
-        order: the epoch's row-group order (from `epoch_order`).
-        shard: this shard's index, `rank * num_workers + worker`.
-        num_shards: `world_size * num_workers`.
+    Each column is viewed as NumPy without a copy; the mean is subtracted in float64 (so
+    longitudes near -77 keep their precision) and cast straight into its float32 slot.
     """
-    lo, hi = shard_bounds(sum(row_counts), shard, num_shards)
-    pieces, offset = [], 0
-    for group in order:
-        rows = row_counts[group]
-        start, stop = max(lo, offset), min(hi, offset + rows)
-        if start < stop:
-            pieces.append((int(group), start - offset, stop - offset))
-        offset += rows
-        if offset >= hi:
-            break
-    return pieces
-
-
-def table_to_arrays(table, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Arrow columns -> normalised float32 features [n, 8] and float32 labels [n].
-
-    Each column is viewed as NumPy without a copy and normalised in float64 (longitudes near
-    -77 keep their precision) straight into its float32 slot.
-    """
-    features = np.empty((table.num_rows, len(FEATURES)), dtype=np.float32)
-    scratch = np.empty(table.num_rows, dtype=np.float64)
     for i, name in enumerate(FEATURES):
-        np.subtract(table.column(name).to_numpy(), mean[i], out=scratch)
-        scratch /= std[i]
-        features[:, i] = scratch
-    labels = table.column(LABEL).to_numpy().astype(np.float32)
-    return features, labels
+        column = table.column(name).to_numpy()
+        np.subtract(column, mean[i], out=features[:, i], casting="same_kind")
+    features *= (1.0 / std).astype(np.float32)
+    labels[:] = table.column(LABEL).to_numpy()
 
 
-def pad_batch(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Batch:
-    """A full-size batch: the given rows first, then zero rows of weight 0."""
-    n = x.shape[0]
+def to_batch(x: np.ndarray, y: np.ndarray, batch_size: int) -> Batch:
+    """NumPy rows -> (x, y, w) tensors of `batch_size` rows, padded with zero-weight rows."""
+    n = len(y)
+    w = np.ones(batch_size, dtype=np.float32)
+    if n < batch_size:
+        x = np.concatenate([x, np.zeros((batch_size - n, x.shape[1]), dtype=np.float32)])
+        y = np.concatenate([y, np.zeros(batch_size - n, dtype=np.float32)])
+        w[n:] = 0.0
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w)
+
+
+def pad_tensors(x: torch.Tensor, y: torch.Tensor, ones: torch.Tensor) -> Batch:
+    """`to_batch` for tensors on a device; `ones` is a reusable all-ones weight of batch size."""
+    n, batch_size = x.shape[0], len(ones)
     if n == batch_size:
-        return x, y, torch.ones(batch_size, device=x.device)
+        return x, y, ones
     x_full = torch.zeros(batch_size, x.shape[1], device=x.device)
     y_full = torch.zeros(batch_size, device=x.device)
     w_full = torch.zeros(batch_size, device=x.device)
@@ -204,64 +163,97 @@ class ParquetBatches(IterableDataset):
         epoch, shard = int(self._epoch), self._shard()
         rng = np.random.default_rng((self.seed, epoch, 1, shard))
         emitted = 0
-        for x, y in self._chunks(self.pieces(epoch, shard), rng):
-            for start in range(0, len(y), self.batch_size):
-                stop = start + self.batch_size
-                xb, yb = torch.from_numpy(x[start:stop]), torch.from_numpy(y[start:stop])
-                yield pad_batch(xb, yb, self.batch_size)
-                emitted += 1
-        empty_x, empty_y = torch.zeros(0, len(FEATURES)), torch.zeros(0)
+        for batch in self._batches(self.pieces(epoch, shard), rng):
+            emitted += 1
+            yield batch
+        no_rows = np.zeros((0, len(FEATURES)), dtype=np.float32), np.zeros(0, dtype=np.float32)
         for _ in range(emitted, self.shard_batches):
-            yield pad_batch(empty_x, empty_y, self.batch_size)
+            yield to_batch(*no_rows, self.batch_size)
 
-    def _chunks(
-        self, pieces: list[Piece], rng: np.random.Generator
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Shuffled chunks of whole batches; the last chunk carries the leftover rows."""
-        pending: list[tuple[np.ndarray, np.ndarray]] = []
-        pending_rows = 0
-        for x, y in read_pieces(self.files, pieces, self.mean, self.std):
-            pending.append((x, y))
-            pending_rows += len(y)
-            if pending_rows >= self.buffer_rows:
-                x, y = self._mix(pending, rng)
-                full = len(y) - len(y) % self.batch_size
-                yield x[:full], y[:full]
-                # Copy the remainder so the big chunk can be freed.
-                pending, pending_rows = [(x[full:].copy(), y[full:].copy())], len(y) - full
-        if pending_rows:
-            yield self._mix(pending, rng)
+    def _batches(self, pieces: list[Piece], rng: np.random.Generator) -> Iterator[Batch]:
+        """The shard's rows as batches, mixed in a buffer of `buffer_rows` rows at a time."""
+        # One reusable buffer: a shuffle window plus room for the row group being added.
+        capacity = self.buffer_rows + max((p.stop - p.start for p in pieces), default=0)
+        features = np.empty((capacity, len(FEATURES)), dtype=np.float32)
+        labels = np.empty(capacity, dtype=np.float32)
+        filled = 0
+        for table in read_tables(self.files, pieces):
+            end = filled + table.num_rows
+            normalise_into(table, self.mean, self.std, features[filled:end], labels[filled:end])
+            filled = end
+            if filled >= self.buffer_rows:
+                filled = yield from self._drain(features, labels, filled, rng, last=False)
+        yield from self._drain(features, labels, filled, rng, last=True)
 
-    def _mix(
-        self, chunk: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        x = np.concatenate([x for x, _ in chunk]) if len(chunk) > 1 else chunk[0][0]
-        y = np.concatenate([y for _, y in chunk]) if len(chunk) > 1 else chunk[0][1]
-        if not self.shuffle:
-            return x, y
-        order = rng.permutation(len(y))
-        return x[order], y[order]
+    def _drain(
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        filled: int,
+        rng: np.random.Generator,
+        last: bool,
+    ) -> Iterator[Batch]:
+        """Yield the buffered rows as batches in a random order; keep the partial batch.
+
+        Returns how many rows were kept (moved to the front of the buffer); with `last` the
+        partial batch is padded and yielded instead.
+        """
+        order = rng.permutation(filled) if self.shuffle else None
+        batch = self.batch_size
+        full = filled if last else filled - filled % batch
+        for start in range(0, full, batch):
+            stop = min(start + batch, full)
+            if order is None:  # copies: the buffer is reused
+                x, y = features[start:stop].copy(), labels[start:stop].copy()
+            else:  # rows of 8 float32 take NumPy's fast gather path
+                x, y = np.take(features, order[start:stop], axis=0), labels[order[start:stop]]
+            yield to_batch(x, y, batch)
+        kept = filled - full
+        if kept:
+            rows = slice(full, filled) if order is None else order[full:filled]
+            features[:kept], labels[:kept] = features[rows], labels[rows]
+        return kept
 
 
-def read_pieces(
-    files: SplitFiles, pieces: Sequence[Piece], mean: np.ndarray, std: np.ndarray
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Decode each piece: only the 9 needed columns of one row group at a time."""
-    columns = [*FEATURES, LABEL]
-    open_files: dict[int, pq.ParquetFile] = {}
-    try:
-        for piece in pieces:
-            path = files.parts[piece.part].path
-            if piece.part not in open_files:
-                handle = files.filesystem.open_input_file(path)
-                open_files[piece.part] = pq.ParquetFile(handle, pre_buffer=True)
-            table = open_files[piece.part].read_row_group(piece.row_group, columns=columns)
-            table = table.slice(piece.start, piece.stop - piece.start)
-            check_no_nulls(table, path)
-            yield table_to_arrays(table, mean, std)
-    finally:
-        for parquet_file in open_files.values():
+class PieceReader:
+    """Reads pieces of one split, keeping each file open once it has been read from."""
+
+    def __init__(self, files: SplitFiles):
+        self.files = files
+        self.open_files: dict[int, pq.ParquetFile] = {}
+
+    def read(self, piece: Piece) -> pa.Table:
+        """Only the 9 needed columns of one row group, sliced to the piece."""
+        path = self.files.parts[piece.part].path
+        if piece.part not in self.open_files:
+            handle = self.files.filesystem.open_input_file(path)
+            self.open_files[piece.part] = pq.ParquetFile(handle, pre_buffer=True)
+        parquet_file = self.open_files[piece.part]
+        # One decoding thread per reader: the consumer's work runs beside it on another core.
+        table = parquet_file.read_row_group(piece.row_group, columns=COLUMNS, use_threads=False)
+        table = table.slice(piece.start, piece.stop - piece.start)
+        check_no_nulls(table, path)
+        return table
+
+    def close(self) -> None:
+        for parquet_file in self.open_files.values():
             parquet_file.close()
+
+
+def read_tables(files: SplitFiles, pieces: Sequence[Piece], prefetch: int = 2) -> Iterator:
+    """Decode the pieces in order in a background thread, `prefetch` pieces ahead."""
+    reader = PieceReader(files)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-read")
+    upcoming = iter(pieces)
+    pending = deque(pool.submit(reader.read, piece) for piece in islice(upcoming, prefetch))
+    try:
+        while pending:
+            table = pending.popleft().result()
+            pending.extend(pool.submit(reader.read, piece) for piece in islice(upcoming, 1))
+            yield table
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        reader.close()
 
 
 def check_no_nulls(table, where: str) -> None:
@@ -306,10 +298,12 @@ class ResidentBatches:
         features = np.empty((files.num_rows, len(FEATURES)), dtype=np.float32)
         labels = np.empty(files.num_rows, dtype=np.float32)
         pieces = [Piece(part, group, 0, rows) for part, group, rows in files.row_groups()]
+        mean, std = stats.arrays()
         offset = 0
-        for x, y in read_pieces(files, pieces, *stats.arrays()):
-            features[offset : offset + len(y)], labels[offset : offset + len(y)] = x, y
-            offset += len(y)
+        for table in read_tables(files, pieces):
+            end = offset + table.num_rows
+            normalise_into(table, mean, std, features[offset:end], labels[offset:end])
+            offset = end
         return cls(
             torch.from_numpy(features).to(device), torch.from_numpy(labels).to(device), **kwargs
         )
@@ -322,21 +316,34 @@ class ResidentBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         lo, hi = shard_bounds(len(self.labels), self.rank, self.world_size)
-        index = None
-        if self.shuffle:
-            device = self.labels.device
-            seed = int(np.random.SeedSequence((self.seed, self.epoch, 2)).generate_state(1)[0])
-            generator = torch.Generator(device=device).manual_seed(seed)
-            index = torch.randperm(len(self.labels), generator=generator, device=device)[lo:hi]
+        index = self.permutation()[lo:hi] if self.shuffle else None
+        ones = torch.ones(self.batch_size, device=self.labels.device)
         for k in range(len(self)):
             start = min(lo + k * self.batch_size, hi)
             stop = min(start + self.batch_size, hi)
             if index is None:
                 x, y = self.features[start:stop], self.labels[start:stop]
             else:
-                rows = index[start - lo : stop - lo]
-                x, y = self.features[rows], self.labels[rows]
-            yield pad_batch(x, y, self.batch_size)
+                x, y = self.gather(index[start - lo : stop - lo])
+            yield pad_tensors(x, y, ones)
+
+    def permutation(self) -> torch.Tensor:
+        """The epoch's order of all rows, made on the device; the same on every rank."""
+        device, n = self.labels.device, len(self.labels)
+        seed = int(np.random.SeedSequence((self.seed, self.epoch, 2)).generate_state(1)[0])
+        if device.type == "cpu":  # NumPy's permutation and take are several times faster there
+            return torch.from_numpy(np.random.default_rng(seed).permutation(n))
+        generator = torch.Generator(device=device).manual_seed(seed)
+        return torch.randperm(n, generator=generator, device=device)
+
+    def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.features.device.type == "cpu":
+            rows_np = rows.numpy()
+            return (
+                torch.from_numpy(np.take(self.features.numpy(), rows_np, axis=0)),
+                torch.from_numpy(np.take(self.labels.numpy(), rows_np)),
+            )
+        return self.features[rows], self.labels[rows]
 
 
 class TripDataModule(L.LightningDataModule):
@@ -361,19 +368,30 @@ class TripDataModule(L.LightningDataModule):
             "test": ("test",),
             "predict": ("test",),
         }[stage]
+        trainer = self.trainer
+        placement = {}
+        if trainer is not None:
+            placement = dict(
+                rank=trainer.global_rank,
+                world_size=trainer.world_size,
+                device=trainer.strategy.root_device,
+            )
         for split in splits:
             if split not in self.loaders:
-                self.loaders[split] = self.build_loader(split)
+                self.loaders[split] = self.build_loader(split, **placement)
 
-    def build_loader(self, split: str) -> DataLoader | ResidentBatches:
+    def build_loader(
+        self,
+        split: str,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device = torch.device("cpu"),  # noqa: B008 (immutable)
+    ) -> DataLoader | ResidentBatches:
         """A loader for one split: resident on the device when it fits the budget, else streamed."""
         config = self.config
         files = discover_split(config.data, split)
         if files.num_rows == 0:
             raise LakeError(f"{files.uri} has no rows — check the dbt split fractions")
-        trainer = self.trainer
-        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        device = trainer.strategy.root_device if trainer else torch.device("cpu")
         train = split == "train"
         batch_size = config.batch_size if train else config.eval_batch_size or config.batch_size
         common = dict(shuffle=train, seed=config.seed, rank=rank, world_size=world_size)

@@ -138,7 +138,7 @@ def run(config: TrainConfig) -> dict[str, float]:
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--data", default=DataConfig.data, help="trip_features root (path or s3://)")
-    group.add_argument("--stats", help="feature_stats root (default: <data>/../feature_stats)")
+    group.add_argument("--stats", help="feature_stats root; None: <data>/../feature_stats")
     group.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     group.add_argument(
         "--resident-mb",
@@ -170,7 +170,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, max_epochs: int) -> None:
     group.add_argument("--devices", type=int, default=1, help="devices (>1 runs DDP)")
     group.add_argument("--precision", default="auto", help="auto, 32-true, bf16-mixed, ...")
     group.add_argument(
-        "--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite data/mlflow.db)"
+        "--tracking-uri", help="MLflow URI; None: $MLFLOW_TRACKING_URI or sqlite data/mlflow.db"
     )
     group.add_argument("--experiment", default=TrainConfig.experiment, help="MLflow experiment")
     group.add_argument(
@@ -187,19 +187,32 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated units per hidden layer",
     )
     group.add_argument(
-        "--batch-norm", action=argparse.BooleanOptionalAction, default=defaults.batch_norm
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.batch_norm,
+        help="batch norm after each hidden Linear",
     )
-    group.add_argument("--dropout", type=float, default=defaults.dropout)
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    group.add_argument("--dropout", type=float, default=defaults.dropout, help="dropout rate")
+    group.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="optimizer"
+    )
     group.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
-    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    group.add_argument("--scheduler", choices=SCHEDULERS, default=defaults.scheduler)
-    group.add_argument("--batch-size", type=int, default=DataConfig.batch_size)
+    group.add_argument(
+        "--weight-decay", type=float, default=defaults.weight_decay, help="L2 penalty"
+    )
+    group.add_argument(
+        "--scheduler", choices=SCHEDULERS, default=defaults.scheduler, help="learning-rate decay"
+    )
+    group.add_argument(
+        "--batch-size", type=int, default=DataConfig.batch_size, help="training batch size"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m training.train", description="Train one fare model and track it in MLflow."
+        prog="python -m training.train",
+        description="Train one fare model and track it in MLflow.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_data_arguments(parser)
     add_model_arguments(parser)

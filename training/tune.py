@@ -23,7 +23,6 @@ from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna_integration import PyTorchLightningPruningCallback
 
-from training import train
 from training.data import TripDataModule
 from training.lake import LakeError, discover_split, head_features
 from training.lineage import Lineage
@@ -35,6 +34,7 @@ from training.train import (
     add_run_arguments,
     config_from_args,
     dataset_lineage,
+    fit,
 )
 
 PRUNERS = ("median", "hyperband", "none")
@@ -131,9 +131,7 @@ class Objective:
         state, status = "FAIL", "FAILED"
         try:
             pruning = PyTorchLightningPruningCallback(trial, monitor="val_rmse")
-            metrics = train.fit(
-                replace(config, progress=False), callbacks=[pruning], log_model=False
-            )
+            metrics = fit(replace(config, progress=False), callbacks=[pruning], log_model=False)
             state, status = "COMPLETE", "FINISHED"
             return metrics["best_val_rmse"]
         except optuna.TrialPruned:
@@ -147,9 +145,8 @@ class Objective:
             mlflow.end_run(status)
 
 
-def evaluate_on_test(tune: TuneConfig, checkpoint: str) -> float:
-    """Test RMSE (dollars) of a checkpoint; exact over the whole test split."""
-    model = FareRegressor.load_from_checkpoint(checkpoint, map_location="cpu")
+def evaluate_on_test(tune: TuneConfig, model: FareRegressor) -> float:
+    """Test RMSE (dollars) of a model; exact over the whole test split."""
     datamodule = TripDataModule(tune.base.data)
     trainer = L.Trainer(
         accelerator=tune.base.accelerator,
@@ -174,8 +171,8 @@ def crown_best_trial(study: optuna.Study, tune: TuneConfig) -> dict[str, float]:
         checkpoint = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path="checkpoint/best.ckpt", dst_path=folder
         )
-        test_rmse = evaluate_on_test(tune, checkpoint)
         model = FareRegressor.load_from_checkpoint(checkpoint, map_location="cpu")
+    test_rmse = evaluate_on_test(tune, model)
     with mlflow.start_run(run_id=run_id, nested=True):
         mlflow.log_metric("test_rmse", test_rmse)
         example = head_features(discover_split(tune.base.data.data, "validation"))
@@ -199,7 +196,7 @@ def log_study_plots(study: optuna.Study) -> None:
         for name, plot in plots.items():
             try:
                 figure = plot(study)
-            except (ValueError, RuntimeError) as error:  # e.g. importances need 2+ trials
+            except (ImportError, ValueError, RuntimeError) as error:  # no plotly; < 2 trials
                 logging.getLogger(__name__).warning("skipping %s plot: %s", name, error)
                 continue
             path = Path(folder) / f"{name}.html"
@@ -253,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.tune",
         description="Tune the fare model with Optuna; track trials and the champion in MLflow.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     group = parser.add_argument_group("study")
     group.add_argument("--n-trials", type=int, default=TuneConfig.n_trials, help="trials to run")
@@ -261,8 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--storage", default=TuneConfig.storage, help="journal file path or Optuna RDB URL"
     )
-    group.add_argument("--pruner", choices=PRUNERS, default=TuneConfig.pruner)
-    group.add_argument("--max-layers", type=int, default=TuneConfig.max_layers)
+    group.add_argument(
+        "--pruner", choices=PRUNERS, default=TuneConfig.pruner, help="stops weak trials early"
+    )
+    group.add_argument(
+        "--max-layers", type=int, default=TuneConfig.max_layers, help="hidden layers at most"
+    )
     group.add_argument(
         "--batch-sizes",
         default=",".join(map(str, TuneConfig.batch_sizes)),

@@ -15,16 +15,9 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from tests.training.conftest import write_lake
-from training.data import (
-    DataConfig,
-    ParquetBatches,
-    ResidentBatches,
-    TripDataModule,
-    epoch_order,
-    plan_shard,
-    shard_bounds,
-)
+from training.data import DataConfig, ParquetBatches, ResidentBatches, TripDataModule
 from training.lake import FEATURES, discover_split, load_feature_stats
+from training.plan import epoch_order, plan_shard, shard_bounds
 
 
 def stream(data: Path, split: str = "train", **kwargs) -> ParquetBatches:
