@@ -23,22 +23,25 @@
     regexp_full_match({{ expr }}, '{{ pattern }}')
 {%- endmacro %}
 
-{#- Trimmed text to double; NULL (never an error) when it is not a plain number. -#}
+{#- Leading and trailing spaces removed, and only spaces: the contract's "values are trimmed
+    when parsed" (the DESIGN.md oracle: `strip(" ")`). One-argument trim() strips tabs and
+    Unicode spaces too, on both engines, so it is not used. -#}
+{% macro trim_spaces(expr) -%}
+    {{ return(adapter.dispatch('trim_spaces', 'dc_taxi')(expr)) }}
+{%- endmacro %}
+
+{% macro default__trim_spaces(expr) -%}
+    trim(both ' ' from {{ expr }})
+{%- endmacro %}
+
+{% macro duckdb__trim_spaces(expr) -%}
+    trim({{ expr }}, ' ')
+{%- endmacro %}
+
+{#- Trimmed text to double; NULL (never an error) when it is not a plain number. Both engines
+    read `1e2`, `.5` and `12.` as doubles. -#}
 {% macro try_cast_number(expr) -%}
-    {{ return(adapter.dispatch('try_cast_number', 'dc_taxi')(expr)) }}
-{%- endmacro %}
-
-{% macro default__try_cast_number(expr) -%}
-    case
-        when {{ matches_pattern('trim(' ~ expr ~ ')', number_pattern()) }}
-            then try_cast(trim({{ expr }}) as double)
-    end
-{%- endmacro %}
-
-{#- Athena's one-argument trim also strips tabs and other whitespace; the contract trims spaces
-    only (the DESIGN.md oracle: `strip(" ")`). Trino reads `1e2`, `.5` and `12.` as doubles. -#}
-{% macro athena__try_cast_number(expr) -%}
-    {%- set trimmed = "trim(both ' ' from " ~ expr ~ ")" -%}
+    {%- set trimmed = trim_spaces(expr) -%}
     case
         when {{ matches_pattern(trimmed, number_pattern()) }}
             then try_cast({{ trimmed }} as double)
@@ -51,9 +54,9 @@
 {%- endmacro %}
 
 {#- Trino: date_parse's `%i` is minutes; an impossible date (02/30) fails and try() makes it
-    NULL. Spaces only are trimmed, as in athena__try_cast_number. -#}
+    NULL. -#}
 {% macro default__parse_trip_timestamp(expr) -%}
-    {%- set trimmed = "trim(both ' ' from " ~ expr ~ ")" -%}
+    {%- set trimmed = trim_spaces(expr) -%}
     case
         when {{ matches_pattern(trimmed, timestamp_pattern()) }}
             then try(date_parse({{ trimmed }}, '%m/%d/%Y %H:%i'))
@@ -61,9 +64,10 @@
 {%- endmacro %}
 
 {% macro duckdb__parse_trip_timestamp(expr) -%}
+    {%- set trimmed = trim_spaces(expr) -%}
     case
-        when {{ matches_pattern('trim(' ~ expr ~ ')', timestamp_pattern()) }}
-            then try_strptime(trim({{ expr }}), '%m/%d/%Y %H:%M')
+        when {{ matches_pattern(trimmed, timestamp_pattern()) }}
+            then try_strptime({{ trimmed }}, '%m/%d/%Y %H:%M')
     end
 {%- endmacro %}
 

@@ -4,7 +4,7 @@
 select {{ column_name }} as offending_value
 from {{ model }}
 where
-    trim({{ column_name }}) not in ('', 'NULL')
-    and not {{ matches_pattern('trim(' ~ column_name ~ ')', timestamp_pattern()) }}
+    {{ trim_spaces(column_name) }} not in ('', 'NULL')
+    and not {{ matches_pattern(trim_spaces(column_name), timestamp_pattern()) }}
 
 {% endtest %}
