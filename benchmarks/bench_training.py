@@ -1,7 +1,8 @@
 """Training throughput (samples/s) of the same model fed four ways.
 
-    python benchmarks/bench_training.py                        # GPU if present, batch 2^16..2^20
-    python benchmarks/bench_training.py --rows 1000000 --log2-batch 12 14 16 --threads 1  # CPU
+    python benchmarks/bench_training.py      # GPU: 20 M rows, batch 2^16..2^20
+                                             # CPU: 1 M rows, batch 2^12, 2^14, 2^16
+    python benchmarks/bench_training.py --rows 1000000 --log2-batch 12 14 16 --threads 1
 
 Cases, per batch size (each timed over its last epoch, after a warm-up epoch):
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import platform
 import sys
 import time
@@ -162,17 +164,27 @@ def run_case(case: str, data: Path, batch_size: int, args, device) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=20_000_000, help="train rows to generate")
-    parser.add_argument("--log2-batch", type=int, nargs="+", default=[16, 17, 18, 19, 20])
+    parser.add_argument("--rows", type=int, help="train rows (default: 20 M on GPU, 1 M on CPU)")
+    parser.add_argument(
+        "--log2-batch", type=int, nargs="+", help="default: 16..20 on GPU, 12 14 16 on CPU"
+    )
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--epochs", type=int, default=2, help="timed: the last one")
-    parser.add_argument("--num-workers", type=int, default=4, help="DataLoader workers (stream)")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=max(1, min(8, (os.cpu_count() or 2) // 2)),
+        help="DataLoader workers for the streamed cases",
+    )
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=REPO / "data" / "bench" / "loader")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = device.type == "cuda"
+    args.rows = args.rows or (20_000_000 if gpu else 1_000_000)
+    args.log2_batch = args.log2_batch or ([16, 17, 18, 19, 20] if gpu else [12, 14, 16])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     data = generate(args.out / f"rows_{args.rows}", args.rows, with_csv=False)
     print(f"# {args.rows:,} rows, device {device} ({name}), torch {torch.__version__}, "
