@@ -115,8 +115,18 @@ def sibling(uri: str, name: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(uri)), name)
 
 
+def is_data_file(path: str, root: str) -> bool:
+    """Hive/Athena convention: a name under `root` starting with `_` or `.` is not data.
+
+    Athena writes Parquet without a `.parquet` suffix, so the suffix cannot be the test;
+    `_SUCCESS`, `.crc` and hidden temp files are skipped.
+    """
+    relative = posixpath.relpath(path.replace(os.sep, "/"), root.replace(os.sep, "/"))
+    return not any(part.startswith(("_", ".")) for part in relative.split("/"))
+
+
 def list_parquet(uri: str) -> tuple[pafs.FileSystem, list[str]]:
-    """All `*.parquet` files under `uri`, recursively, sorted; an error naming the fix if none."""
+    """All data files under `uri`, recursively, sorted; an error naming the fix if none."""
     filesystem, root = open_filesystem(uri)
     info = filesystem.get_file_info(root)
     paths: list[str] = []
@@ -125,7 +135,7 @@ def list_parquet(uri: str) -> tuple[pafs.FileSystem, list[str]]:
         paths = sorted(
             entry.path
             for entry in filesystem.get_file_info(selector)
-            if entry.type == pafs.FileType.File and entry.path.endswith(".parquet")
+            if entry.type == pafs.FileType.File and is_data_file(entry.path, root)
         )
     if not paths:
         raise LakeError(f"no Parquet files under {uri} — run `dbt build` first")

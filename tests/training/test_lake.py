@@ -40,6 +40,18 @@ def test_split_column_inside_files_is_tolerated(tmp_path):
     assert discover_split(str(tmp_path / "trip_features"), "train").num_rows == 10
 
 
+def test_athena_style_files_without_suffix_are_read_and_markers_skipped(tmp_path):
+    table = make_trips(0, 10, "fare", np.random.default_rng(0))
+    folder = tmp_path / "trip_features" / "split=train"
+    folder.mkdir(parents=True)
+    pq.write_table(table, folder / "20261126_123456_00001_abcde_0f1e2d")
+    (folder / "_SUCCESS").write_text("")
+    (folder / ".part-1.crc").write_text("not parquet")
+    files = discover_split(str(tmp_path / "trip_features"), "train")
+    assert files.num_rows == 10
+    assert len(files.parts) == 1
+
+
 def test_row_counts_come_from_the_footers(tmp_path):
     data = write_lake(tmp_path, {"train": [[5, 7], [3]]})
     files = discover_split(str(data), "train")
