@@ -1,0 +1,9 @@
+"""Static HTML reports people look at: data quality + split analysis, and the tuning study.
+
+Every page is one self-contained file (plots inline, no network at view time):
+
+    python -m reports.data_quality     # after `dbt build`
+    python -m reports.split_analysis   # the split analysis alone, as text or --json
+    python -m reports.tuning           # after `python -m training.tune`
+    python -m reports                  # all pages; prints their paths
+"""

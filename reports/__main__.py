@@ -1,0 +1,56 @@
+"""Write every report page: `python -m reports [--out-dir data/reports]`.
+
+Prints the path of each page written. A page whose inputs are missing is skipped with one line
+saying what to run first, and the exit status is then 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from reports import data_quality, tuning
+from reports.marts import MissingMarts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m reports",
+        description="Write the data-quality and tuning pages (static HTML); print their paths.",
+    )
+    data_quality.add_arguments(parser)
+    tuning.add_arguments(parser)
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("data/reports"),
+        help="folder for data_quality.html and tuning.html (default data/reports)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    tuning.quiet_optuna()
+    status = 0
+    try:
+        print(
+            data_quality.write_report(
+                args.lake, args.dbt_target, args.out_dir / "data_quality.html"
+            )
+        )
+    except MissingMarts as error:
+        print(f"error: {error}", file=sys.stderr)
+        status = 2
+    try:
+        print(tuning.write_report(args.storage, args.study_name, args.out_dir / "tuning.html"))
+    except tuning.StudyNotFound as error:
+        print(f"error: {error}", file=sys.stderr)
+        status = 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

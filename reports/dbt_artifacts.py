@@ -1,0 +1,131 @@
+"""The dbt test results of the last `dbt build`, from `run_results.json` and `manifest.json`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+# Which VACUUM principle (or other check) each kind of dbt test stands for.
+PRINCIPLE_OF_TEST = {
+    "not_null": "valid",
+    "accepted_values": "valid",
+    "expression_is_true": "valid",
+    "every_file_has_header": "valid",
+    "values_between": "accurate",
+    "total_amount_consistent": "consistent",
+    "matches_timestamp_format": "uniform",
+    "unique": "unified",
+    "unique_combination_of_columns": "unified",
+    "assert_every_month_file_contributes_rows": "unified",
+    "assert_raw_rows_reconcile": "reconciliation",
+    "split_fractions_within_tolerance": "split",
+    "splits_are_representative": "split",
+}
+PRINCIPLES = (
+    "valid",
+    "accurate",
+    "consistent",
+    "uniform",
+    "unified",
+    "reconciliation",
+    "split",
+    "unit test",
+    "other",
+)
+STATUS_KIND = {"pass": "ok", "success": "ok", "warn": "warn", "skipped": "warn"}
+# Only these commands execute tests; `dbt docs generate` or `dbt compile` list every test in
+# run_results.json as "success" without running it.
+TESTING_COMMANDS = ("build", "test")
+
+
+@dataclass(frozen=True)
+class DbtTest:
+    """One dbt data test or unit test and how it ended."""
+
+    unique_id: str
+    name: str
+    kind: str
+    model: str
+    column: str
+    principle: str
+    status: str
+    failures: int | None
+    message: str
+
+    @property
+    def status_kind(self) -> str:
+        """ok, warn or fail: how the report colours it."""
+        return STATUS_KIND.get(self.status, "fail")
+
+
+@dataclass(frozen=True)
+class DbtRun:
+    """What `run_results.json` says about the last dbt command."""
+
+    command: str
+    invocation_id: str
+    generated_at: str
+    dbt_version: str
+    tests: tuple[DbtTest, ...]
+
+
+def principle(kind: str, model: str, resource_type: str) -> str:
+    """The VACUUM principle a test checks; range checks on staging columns are about units."""
+    if resource_type == "unit_test":
+        return "unit test"
+    if kind == "values_between" and model.startswith("stg_"):
+        return "uniform"
+    return PRINCIPLE_OF_TEST.get(kind, "other")
+
+
+def describe_test(result: dict, node: dict) -> DbtTest:
+    """One entry of run_results.json, described with its manifest node (if there is one)."""
+    unique_id = result["unique_id"]
+    resource_type, _, name = unique_id.split(".")[:3]
+    kind = (node.get("test_metadata") or {}).get("name") or name
+    attached = node.get("attached_node") or node.get("model") or ""
+    model = attached.split(".")[-1] if attached else ""
+    return DbtTest(
+        unique_id=unique_id,
+        name=name,
+        kind=kind,
+        model=model,
+        column=node.get("column_name") or "",
+        principle=principle(kind, model, resource_type),
+        status=result["status"],
+        failures=result.get("failures"),
+        message=result.get("message") or "",
+    )
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def load_dbt_run(target: Path) -> DbtRun | None:
+    """The tests of the last dbt command in `target`, or None when it wrote no run_results.
+
+    `tests` is empty when that command ran none (e.g. `dbt docs generate` after the build).
+    """
+    results = read_json(target / "run_results.json")
+    if not results:
+        return None
+    args = results.get("args", {})
+    manifest = read_json(target / "manifest.json")
+    nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
+    tests = [
+        describe_test(result, nodes.get(result["unique_id"], {}))
+        for result in results.get("results", [])
+        if result["unique_id"].split(".")[0] in ("test", "unit_test")
+        and args.get("which") in TESTING_COMMANDS
+    ]
+    tests.sort(key=lambda t: (PRINCIPLES.index(t.principle), t.model, t.name))
+    metadata = results.get("metadata", {})
+    return DbtRun(
+        command=args.get("invocation_command") or f"dbt {args.get('which', '?')}",
+        invocation_id=metadata.get("invocation_id", ""),
+        generated_at=metadata.get("generated_at", ""),
+        dbt_version=metadata.get("dbt_version", ""),
+        tests=tuple(tests),
+    )

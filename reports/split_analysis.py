@@ -1,0 +1,403 @@
+"""How many rows does a held-out split need, and are ours like train? The book's split analysis.
+
+    python -m reports.split_analysis [--data data/lake/trip_features] [--json]
+
+For each column (the label and the 8 features) over all accepted rows:
+
+- the standard error of the mean, SEM = s / sqrt(n), of nested random samples of 2^10, 2^11, ...
+  rows and of all rows. A row is in the sample of size n when u < n / N, where
+  u = int(trip_key[16:31], 16) / 2^60 is uniform and independent of the split bucket (which uses
+  trip_key[:15]), so the samples are reproducible on any engine;
+- the knee of that curve by the book's method: the point farthest from the chord joining the
+  curve's first and last points, on log2(rows) against SEM, both scaled to 0..1;
+- the held-out fraction the largest knee implies: knee rows / all rows, for test and for
+  validation each;
+- the book's z-test of each held-out split's mean against train,
+  z = (mean_split - mean_train) / (std_train / sqrt(n_split)) with the population std, exactly
+  as dbt's `splits_are_representative` test computes it, and its two-sided p-value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+from scipy import stats
+
+from reports.marts import COLUMNS, SPLITS, MissingMarts, connect, scan
+
+START_EXPONENT = 10
+ALPHA = 0.05
+# Where the sensitivity check starts the curve instead of 2^START_EXPONENT.
+RANGE_STARTS = (10, 12, 14)
+# u in [0, 1) from 15 hex digits of the key that the split bucket does not use.
+SAMPLE_UNIFORM_SQL = "cast(('0x' || substr(trip_key, 17, 15))::bigint as double) / 2.0 ^ 60"
+
+CAVEATS = (
+    "SEM = s/√n for every column, so the curve always falls as 1/√n. On a log axis its shape "
+    "is the same for every column: the knee says more about the range of sample sizes than "
+    "about the data, and every column's knee lands in about the same place.",
+    "The knee depends on the range chosen: start the curve at 2^12 instead of 2^10 (or end it "
+    "elsewhere) and the knee moves with it — see 'knee if the curve starts at'. A held-out size "
+    "chosen from the error you can accept is better founded: n = (1.96·s / tolerance)² rows "
+    "estimate a mean within ± tolerance at 95%.",
+    "The z-test treats the train mean as the known population mean and, at alpha = 0.05, flags "
+    "about 1 in 20 (column, split) pairs by chance: with 9 columns x 2 splits about one flag is "
+    "expected even from a perfect random split. The hash split is fixed on purpose; do not "
+    "redraw it until nothing is flagged (that is testing until a test passes).",
+    "Only means are compared: a split with the same mean but a different spread or shape passes.",
+)
+
+
+@dataclass(frozen=True)
+class SemPoint:
+    """SEM of one nested random sample: its nominal size (2^k or all rows) and its actual rows."""
+
+    size: int
+    rows: int
+    sem: float
+
+
+@dataclass(frozen=True)
+class SplitTest:
+    """The book's z-test of one held-out split's mean against train."""
+
+    split: str
+    rows: int
+    mean: float
+    z: float | None
+    p_value: float | None
+
+    @property
+    def flagged(self) -> bool:
+        return self.p_value is not None and self.p_value < ALPHA
+
+
+@dataclass(frozen=True)
+class ColumnAnalysis:
+    """Everything the split analysis says about one column."""
+
+    column: str
+    std: float
+    train_mean: float
+    train_std: float
+    curve: tuple[SemPoint, ...]
+    knee: SemPoint | None
+    knee_by_range_start: tuple[tuple[int, int | None], ...]
+    tests: tuple[SplitTest, ...]
+
+
+@dataclass(frozen=True)
+class SplitAnalysis:
+    """The split analysis of one trip_features dataset."""
+
+    data: str
+    total_rows: int
+    split_rows: dict[str, int]
+    columns: tuple[ColumnAnalysis, ...]
+
+    @property
+    def knee_column(self) -> ColumnAnalysis | None:
+        """The column whose knee needs the most rows (the one that sets the recommendation)."""
+        with_knee = [c for c in self.columns if c.knee is not None]
+        return max(with_knee, key=lambda c: c.knee.size) if with_knee else None
+
+    @property
+    def recommended_fraction(self) -> float | None:
+        """Largest knee (nominal sample size) / all rows: the fraction for test and validation."""
+        column = self.knee_column
+        return None if column is None else min(1.0, column.knee.size / self.total_rows)
+
+    @property
+    def configured_fractions(self) -> dict[str, float]:
+        return {split: rows / self.total_rows for split, rows in self.split_rows.items()}
+
+    @property
+    def flagged(self) -> list[tuple[str, SplitTest]]:
+        return [(c.column, t) for c in self.columns for t in c.tests if t.flagged]
+
+    def to_dict(self) -> dict:
+        """Plain data for `--json`, with the derived figures included."""
+        data = asdict(self)
+        data["recommended_fraction"] = self.recommended_fraction
+        data["configured_fractions"] = self.configured_fractions
+        column = self.knee_column
+        data["knee_column"] = None if column is None else column.column
+        data["flagged"] = [
+            {"column": name, "split": test.split, "z": test.z, "p_value": test.p_value}
+            for name, test in self.flagged
+        ]
+        data["alpha"] = ALPHA
+        data["caveats"] = list(CAVEATS)
+        return data
+
+
+def sample_sizes(total: int, start_exponent: int = START_EXPONENT) -> list[int]:
+    """2^start, 2^(start+1), ... below `total`, then `total` itself."""
+    sizes = []
+    size = 2**start_exponent
+    while size < total:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, total] if total > 0 else []
+
+
+def knee_index(x: Sequence[float], y: Sequence[float]) -> int | None:
+    """Index of the point farthest from the chord joining the first and last points.
+
+    Both axes are scaled to 0..1 first, so the units of x and y do not matter. None when there
+    are fewer than 3 points or the curve is flat or a straight line (no knee).
+    """
+    if len(x) < 3 or len(x) != len(y):
+        return None
+    x_span, y_span = x[-1] - x[0], max(y) - min(y)
+    if x_span == 0 or y_span == 0:
+        return None
+    xs = [(v - x[0]) / x_span for v in x]
+    ys = [(v - min(y)) / y_span for v in y]
+    dx, dy = xs[-1] - xs[0], ys[-1] - ys[0]
+    chord = math.hypot(dx, dy)
+    distances = [abs(dx * (ys[i] - ys[0]) - dy * (xs[i] - xs[0])) / chord for i in range(len(xs))]
+    best = max(range(len(xs)), key=distances.__getitem__)
+    return best if distances[best] > 1e-12 else None
+
+
+def knee(curve: Sequence[SemPoint]) -> SemPoint | None:
+    """The book's knee of a SEM curve, on log2(rows) against SEM."""
+    index = knee_index([math.log2(p.rows) for p in curve], [p.sem for p in curve])
+    return None if index is None else curve[index]
+
+
+def knee_by_range_start(
+    curve: Sequence[SemPoint], starts: Sequence[int] = RANGE_STARTS
+) -> tuple[tuple[int, int | None], ...]:
+    """(first sample size, knee size) when the curve starts at 2^k instead: shows the knee move."""
+    moved = []
+    for exponent in starts:
+        start = 2**exponent
+        part = [p for p in curve if p.size >= start]
+        if len(part) >= 3:
+            found = knee(part)
+            moved.append((start, None if found is None else found.size))
+    return tuple(moved)
+
+
+def z_test(
+    split_mean: float, train_mean: float, train_std: float, split_rows: int
+) -> tuple[float | None, float | None]:
+    """The book's z and its two-sided p-value; (None, None) when train_std is 0 or n is 0."""
+    if not train_std or train_std <= 0 or split_rows <= 0:
+        return None, None
+    z = (split_mean - train_mean) / (train_std / math.sqrt(split_rows))
+    return z, float(2.0 * stats.norm.sf(abs(z)))
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and sum of squared deviations (M2) of some values; mergeable exactly."""
+
+    count: int
+    mean: float
+    m2: float
+
+    def merge(self, other: Moments) -> Moments:
+        """The moments of both sets together (Chan et al.'s pairwise update, numerically stable)."""
+        count = self.count + other.count
+        if count == 0:
+            return self
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.count / count
+        m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / count
+        return Moments(count, mean, m2)
+
+    @property
+    def sem(self) -> float:
+        """Sample standard deviation / sqrt(count)."""
+        return math.sqrt(self.m2 / (self.count - 1)) / math.sqrt(self.count)
+
+
+def sem_curves(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    columns: Sequence[str],
+    sizes: Sequence[int],
+) -> dict[str, tuple[SemPoint, ...]]:
+    """SEM of every column on nested samples of about each size, in one pass over the data.
+
+    Each row goes to the first sample that contains it (the shell between two sizes); the
+    moments of the shells are then merged, smallest first, into those of the nested samples.
+    """
+    total = sizes[-1]
+    shell = " ".join(f"when u < {size / total!r} then {k}" for k, size in enumerate(sizes[:-1]))
+    shell = f"case {shell} else {len(sizes) - 1} end" if shell else "0"
+    moments = ", ".join(f'avg("{c}"), var_pop("{c}")' for c in columns)
+    rows = con.execute(
+        f"select {shell} as shell, count(*), {moments} "
+        f"from (select *, {SAMPLE_UNIFORM_SQL} as u from {source}) group by shell"
+    ).fetchall()
+    by_shell = {int(row[0]): row[1:] for row in rows}
+    curves: dict[str, list[SemPoint]] = {name: [] for name in columns}
+    merged = {name: Moments(0, 0.0, 0.0) for name in columns}
+    for k, size in enumerate(sizes):
+        if k not in by_shell:
+            continue  # an empty shell adds nothing; the sample equals the previous one
+        count, *values = by_shell[k]
+        for i, name in enumerate(columns):
+            mean, variance = values[2 * i], values[2 * i + 1]
+            merged[name] = merged[name].merge(Moments(int(count), mean, variance * count))
+            if merged[name].count >= 2:
+                curves[name].append(
+                    SemPoint(size=size, rows=merged[name].count, sem=merged[name].sem)
+                )
+    return {name: tuple(points) for name, points in curves.items()}
+
+
+def split_moments(
+    con: duckdb.DuckDBPyConnection, source: str, columns: Sequence[str]
+) -> dict[str, dict[str, tuple[int, float, float]]]:
+    """{split: {column: (rows, mean, population std)}} — the moments dbt's z-test uses."""
+    selects = [f'avg("{c}"), stddev_pop("{c}"), count("{c}")' for c in columns]
+    result: dict[str, dict[str, tuple[int, float, float]]] = {}
+    for split, *values in con.execute(
+        f"select split, {', '.join(selects)} from {source} group by split"
+    ).fetchall():
+        result[split] = {
+            name: (int(values[3 * i + 2]), values[3 * i], values[3 * i + 1])
+            for i, name in enumerate(columns)
+        }
+    return result
+
+
+def analyse(
+    data: Path, columns: Sequence[str] = COLUMNS, start_exponent: int = START_EXPONENT
+) -> SplitAnalysis:
+    """Run the whole split analysis on a trip_features folder."""
+    source = scan(data)
+    con = connect()
+    moments = split_moments(con, source, columns)
+    if "train" not in moments:
+        raise MissingMarts(f"no split=train rows under {data} — run `dbt build` first")
+    split_rows = {s: moments[s][columns[0]][0] for s in SPLITS if s in moments}
+    total = sum(split_rows.values())
+    curves = sem_curves(con, source, columns, sample_sizes(total, start_exponent))
+    analysed = []
+    for name in columns:
+        _, train_mean, train_std = moments["train"][name]
+        tests = []
+        for split in SPLITS:
+            if split == "train" or split not in moments:
+                continue
+            rows, mean, _ = moments[split][name]
+            z, p = z_test(mean, train_mean, train_std, rows)
+            tests.append(SplitTest(split=split, rows=rows, mean=mean, z=z, p_value=p))
+        curve = curves[name]
+        std = curve[-1].sem * math.sqrt(curve[-1].rows) if curve else 0.0
+        analysed.append(
+            ColumnAnalysis(
+                column=name,
+                std=std,
+                train_mean=train_mean,
+                train_std=train_std,
+                curve=curve,
+                knee=knee(curve),
+                knee_by_range_start=knee_by_range_start(curve),
+                tests=tuple(tests),
+            )
+        )
+    return SplitAnalysis(str(data), total, split_rows, tuple(analysed))
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def text_report(analysis: SplitAnalysis) -> str:
+    """The analysis as a plain-text table for the terminal."""
+    a = analysis
+    splits = " · ".join(f"{s} {n:,}" for s, n in a.split_rows.items())
+    sizes = [p.size for p in a.columns[0].curve] if a.columns and a.columns[0].curve else []
+    lines = [f"Split analysis of {a.data}: {a.total_rows:,} rows ({splits})"]
+    if len(sizes) > 1:
+        lines.append(
+            f"SEM of nested random samples of {sizes[0]:,} .. {sizes[-2]:,} rows and of all "
+            f"{a.total_rows:,} rows."
+        )
+    held_out = [t.split for t in a.columns[0].tests] if a.columns else []
+    header = f"{'column':<14}{'std':>10}{'SEM first':>11}{'SEM all':>10}{'knee rows':>11}"
+    header += "".join(f"{'z ' + s[:4]:>9}{'p ' + s[:4]:>9}" for s in held_out)
+    lines += ["", header]
+    for c in a.columns:
+        first = c.curve[0].sem if c.curve else None
+        last = c.curve[-1].sem if c.curve else None
+        row = f"{c.column:<14}{fmt(c.std, '.4g'):>10}{fmt(first, '.4g'):>11}{fmt(last, '.4g'):>10}"
+        row += f"{fmt(c.knee and c.knee.size, ','):>11}"
+        row += "".join(f"{fmt(t.z, '.2f'):>9}{fmt(t.p_value, '.3f'):>9}" for t in c.tests)
+        lines.append(row)
+    lines.append("")
+    column = a.knee_column
+    if column is None:
+        lines.append("No knee: too few sample sizes (fewer than 3) or constant columns.")
+    else:
+        lines.append(
+            f"Largest knee: {column.knee.size:,} rows ({column.column}) = "
+            f"{a.recommended_fraction:.2%} of all rows -> recommended test and validation "
+            f"fraction {a.recommended_fraction:.4f} each."
+        )
+        moved = ", ".join(
+            f"{s:,} -> {k:,}" if k else f"{s:,} -> —" for s, k in column.knee_by_range_start
+        )
+        lines.append(f"Knee of {column.column} if the curve starts at: {moved}.")
+    configured = ", ".join(
+        f"{s} {f:.2%} ({a.split_rows[s]:,} rows)"
+        for s, f in a.configured_fractions.items()
+        if s != "train"
+    )
+    lines.append(f"Configured: {configured}.")
+    flagged = ", ".join(f"{name}/{t.split} (p={t.p_value:.3g})" for name, t in a.flagged)
+    lines.append(f"Flagged at p < {ALPHA}: {flagged or 'none'}.")
+    lines += ["", "Where this method is weak:"]
+    lines += [f"- {caveat}" for caveat in CAVEATS]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m reports.split_analysis",
+        description="SEM vs sample size, the knee, the recommended held-out fraction and the "
+        "z-test of each split against train, from trip_features Parquet (no dbt needed).",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/lake/trip_features"),
+        help="trip_features folder with split=<name>/ subfolders",
+    )
+    parser.add_argument(
+        "--start-exponent",
+        type=int,
+        default=START_EXPONENT,
+        help="smallest sample is 2^this rows (default 10)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        analysis = analyse(args.data, start_exponent=args.start_exponent)
+    except MissingMarts as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(analysis.to_dict(), indent=2) if args.json else text_report(analysis))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
