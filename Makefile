@@ -1,5 +1,5 @@
 # The two commands users need:
-#   make run    generate sample raw data -> dbt build -> tune a model (everything, on DuckDB)
+#   make run    sample raw data -> dbt build -> data-quality report -> tune -> tuning report
 #   make test   install everything, lint, run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -14,9 +14,11 @@ export DBT_PROFILES_DIR := $(CURDIR)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run setup data build tune test lint format bench-sql bench-loader bench-training clean
+.PHONY: run setup data build quality tune tuning-report reports docs browser test lint format \
+	bench-sql bench-loader bench-training clean
 
-run: setup data build tune
+run: setup data build quality tune tuning-report
+	@echo "reports: data/reports/data_quality.html data/reports/tuning.html"
 
 # Installs the project (CPU torch) and dev tools into $(VENV); `source $(VENV)/bin/activate`
 # afterwards also points dbt at this repo, so `dbt build` works from the repo root.
@@ -41,6 +43,25 @@ build: setup
 
 tune: setup
 	$(BIN)/python -m training.tune
+
+# Data-quality + split-analysis page, right after dbt build.
+quality: setup
+	$(BIN)/python -m reports.data_quality
+
+tuning-report: setup
+	$(BIN)/python -m reports.tuning
+
+# Every report page; prints their paths.
+reports: setup
+	$(BIN)/python -m reports
+
+# dbt docs as one offline file, without touching target/run_results.json.
+docs: setup
+	$(BIN)/dbt docs generate --static --target-path target/docs
+
+# Headless Chromium + chromedriver for the report tests (root or sudo).
+browser:
+	scripts/install_browser.sh
 
 lint: setup
 	$(BIN)/ruff check .
