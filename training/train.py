@@ -3,20 +3,29 @@
 `fit(config)` is the reusable part (tune calls it once per trial): it trains with checkpointing
 and early stopping and logs to whatever MLflow run is active. `main` adds the CLI, the run
 itself and its lineage.
+
+Scale-out and fault tolerance: `--devices N --strategy ddp` trains on N devices (N processes;
+on CPU they talk over gloo), each reading its own equal share of every epoch. With
+`--checkpoint-dir D` the last epoch is kept in `D/last.ckpt`; after a crash, the same command
+with `--resume` continues from it, in the same MLflow run, and ends where an uninterrupted run
+with the same seed would (the data order and the dropout masks depend only on seed and epoch).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import random
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightning as L
 import mlflow
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -42,6 +51,9 @@ class TrainConfig:
     val_check_interval: int | None = None  # batches; None = once per epoch
     accelerator: str = "auto"
     devices: int = 1
+    strategy: str = "auto"  # "ddp" for several devices; "auto" picks it when devices > 1
+    checkpoint_dir: str | None = None  # keep last.ckpt / best.ckpt here (None: a temp dir)
+    resume: bool = False  # continue from <checkpoint_dir>/last.ckpt if it exists
     precision: str = "auto"  # bf16-mixed on a GPU that supports it, else 32-true
     tracking_uri: str | None = None
     experiment: str = "dc-taxi"
@@ -62,6 +74,7 @@ def build_trainer(config: TrainConfig, root: str, callbacks: list[L.Callback]) -
     return L.Trainer(
         accelerator=config.accelerator,
         devices=config.devices,
+        strategy=config.strategy,
         precision=resolve_precision(config),
         max_epochs=config.max_epochs,
         gradient_clip_val=config.gradient_clip or None,
@@ -76,13 +89,62 @@ def build_trainer(config: TrainConfig, root: str, callbacks: list[L.Callback]) -
     )
 
 
+class SeedEachEpoch(L.Callback):
+    """Reseed torch, NumPy and `random` from (seed, epoch) when each training epoch starts.
+
+    Dropout masks then depend on the epoch alone, not on how many random numbers were drawn
+    before, so a run resumed from a checkpoint trains exactly like one that never stopped.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = np.random.SeedSequence((self.seed, trainer.current_epoch, trainer.global_rank))
+        seed = int(state.generate_state(1)[0])
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+
+
+LAST = "last.ckpt"
+
+
+class CheckpointError(RuntimeError):
+    """The checkpoint directory does not fit the request; the message says what to do."""
+
+
+@contextlib.contextmanager
+def checkpoint_root(config: TrainConfig) -> Iterator[Path]:
+    """Where checkpoints go: `config.checkpoint_dir`, or a temp dir removed afterwards."""
+    if config.checkpoint_dir is None:
+        with tempfile.TemporaryDirectory(prefix="dc-taxi-fit-") as root:
+            yield Path(root)
+        return
+    root = Path(config.checkpoint_dir)
+    if not config.resume and any(root.glob("*.ckpt")):
+        raise CheckpointError(
+            f"{root} already holds checkpoints — pass --resume to continue that run, or choose"
+            " another --checkpoint-dir"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    yield root
+
+
+def resume_path(config: TrainConfig, root: Path) -> str | None:
+    """The checkpoint to continue from: `<root>/last.ckpt` when resuming and it exists."""
+    last = root / LAST
+    return str(last) if config.resume and last.exists() else None
+
+
 def fit(
     config: TrainConfig, callbacks: Sequence[L.Callback] = (), log_model: bool = True
 ) -> dict[str, float]:
     """Train one model and return its best validation RMSE (dollars) and epochs run.
 
     Logs per-epoch metrics, the best checkpoint (artifact `checkpoint/best.ckpt`) and, with
-    `log_model`, the servable model to the active MLflow run, if there is one.
+    `log_model`, the servable model to the active MLflow run, if there is one. With
+    `config.resume`, training continues from `<checkpoint_dir>/last.ckpt` when there is one.
     """
     L.seed_everything(config.data.seed, workers=True, verbose=False)
     datamodule = TripDataModule(config.data)
@@ -93,15 +155,28 @@ def fit(
         feature_std=stats.std,
         label_mean=stats.label_mean,
     )
-    with tempfile.TemporaryDirectory(prefix="dc-taxi-fit-") as root:
-        checkpoint = ModelCheckpoint(monitor="val_rmse", mode="min", filename="best")
+    with checkpoint_root(config) as root:
+        checkpoint = ModelCheckpoint(
+            dirpath=root,
+            monitor="val_rmse",
+            mode="min",
+            filename="best",
+            save_last=config.checkpoint_dir is not None,  # only a kept dir can be resumed
+        )
         early_stopping = EarlyStopping(monitor="val_rmse", mode="min", patience=config.patience)
         trainer = build_trainer(
             config,
-            root,
-            [checkpoint, early_stopping, ShuffleEachEpoch(), MLflowEpochMetrics(), *callbacks],
+            str(root),
+            [
+                checkpoint,
+                early_stopping,
+                ShuffleEachEpoch(),
+                SeedEachEpoch(config.data.seed),
+                MLflowEpochMetrics(),
+                *callbacks,
+            ],
         )
-        trainer.fit(model, datamodule=datamodule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(config, root))
         metrics = {
             "best_val_rmse": float(checkpoint.best_model_score),
             "epochs": float(trainer.current_epoch),
@@ -123,13 +198,32 @@ def dataset_lineage(config: TrainConfig) -> Lineage:
     return collect_lineage(config.data.data, splits, Path(config.dbt_target))
 
 
+RUN_ID_FILE = "mlflow_run_id"
+
+
+def resumed_run_id(config: TrainConfig) -> str | None:
+    """The MLflow run a `--resume` continues: the one recorded beside its checkpoints."""
+    if not (config.resume and config.checkpoint_dir):
+        return None
+    recorded = Path(config.checkpoint_dir) / RUN_ID_FILE
+    return recorded.read_text().strip() if recorded.exists() else None
+
+
 def run(config: TrainConfig) -> dict[str, float]:
-    """One tracked run: lineage, params, training, model."""
+    """One tracked run: lineage, params, training, model (a resumed run continues its own)."""
     lineage = dataset_lineage(config)
     if rank_zero_only.rank != 0:  # DDP worker processes train but do not track
         return fit(config)
     configure_tracking(config.tracking_uri, config.experiment)
-    with mlflow.start_run(run_name=config.run_name, tags=lineage.tags):
+    run_id = resumed_run_id(config)
+    if run_id is not None:
+        with mlflow.start_run(run_id=run_id):
+            mlflow.set_tag("resumed", "true")  # params were logged by the first attempt
+            return fit(config)
+    with mlflow.start_run(run_name=config.run_name, tags=lineage.tags) as active:
+        if config.checkpoint_dir:
+            Path(config.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            (Path(config.checkpoint_dir) / RUN_ID_FILE).write_text(active.info.run_id)
         mlflow.log_params(flat_params(config))
         mlflow.log_text(lineage.as_json(), "lineage.json")
         return fit(config)
@@ -168,6 +262,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, max_epochs: int) -> None:
     group.add_argument("--val-check-interval", type=int, help="validate every N train batches")
     group.add_argument("--accelerator", default="auto", help="auto, cpu, gpu")
     group.add_argument("--devices", type=int, default=1, help="devices (>1 runs DDP)")
+    group.add_argument(
+        "--strategy", default="auto", help="auto, ddp (one process per device; gloo on CPU), ..."
+    )
     group.add_argument("--precision", default="auto", help="auto, 32-true, bf16-mixed, ...")
     group.add_argument(
         "--tracking-uri", help="MLflow URI; None: $MLFLOW_TRACKING_URI or sqlite data/mlflow.db"
@@ -219,6 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(parser, max_epochs=TrainConfig.max_epochs)
     parser.add_argument("--run-name", help="MLflow run name")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--checkpoint-dir", help="keep last.ckpt and best.ckpt here (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from <checkpoint-dir>/last.ckpt, in the same MLflow run",
+    )
     return parser
 
 
@@ -256,6 +361,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         val_check_interval=args.val_check_interval,
         accelerator=args.accelerator,
         devices=args.devices,
+        strategy=args.strategy,
+        checkpoint_dir=getattr(args, "checkpoint_dir", None),
+        resume=getattr(args, "resume", False),
         precision=args.precision,
         tracking_uri=args.tracking_uri,
         experiment=args.experiment,
@@ -266,13 +374,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = config_from_args(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if args.resume and not args.checkpoint_dir:
+        print("error: --resume needs the --checkpoint-dir of the run to continue", file=sys.stderr)
+        return 2
+    config = config_from_args(args)
     try:
         metrics = run(config)
-    except LakeError as error:
+    except (LakeError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(metrics))
+    if rank_zero_only.rank == 0:  # one result line, not one per DDP process
+        print(json.dumps(metrics))
     return 0
 
 

@@ -2,8 +2,11 @@
 
 One MLflow parent run per study and one child run per trial. The study lives in `--storage`
 (a journal file by default, or any Optuna RDB URL), so a rerun with the same `--study-name`
-resumes it and several processes can work on it at once. At the end the best trial is evaluated
-once on the test split and registered in the MLflow model registry with the alias `champion`.
+resumes it and several processes can work on it at once: `python -m training.workers` starts K
+of them on one machine, and the same `python -m training.tune` run on many machines with a
+PostgreSQL `--storage` shares one study across them (`--max-trials` caps the study's completed
+trials whoever runs them). At the end the best trial is evaluated once on the test split and
+registered in the MLflow model registry with the alias `champion`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,14 +23,27 @@ from pathlib import Path
 import lightning as L
 import mlflow
 import optuna
+from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import BaseStorage
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.study import MaxTrialsCallback
 from optuna_integration import PyTorchLightningPruningCallback
 
 from training.data import TripDataModule
 from training.lake import LakeError, discover_split, head_features
 from training.lineage import Lineage
 from training.model import OPTIMIZERS, FareRegressor
+from training.study import (
+    DONE,
+    RUN_ATTR,
+    WORKER_ATTR,
+    end_orphan_runs,
+    finished_count,
+    first_line,
+    masked,
+    open_storage,
+    storage_failure,
+    worker_label,
+)
 from training.tracking import configure_tracking, flat_params, log_fare_model
 from training.train import (
     TrainConfig,
@@ -39,6 +56,8 @@ from training.train import (
 
 PRUNERS = ("median", "hyperband", "none")
 CHAMPION = "champion"
+PARENT_ATTR = "mlflow_parent_run_id"
+PARENT_WAIT_S = 30.0  # how long a worker waits for the study's creator to record the parent run
 
 
 class NoCompletedTrial(RuntimeError):
@@ -59,6 +78,13 @@ class TuneConfig:
     batch_sizes: tuple[int, ...] = (1024, 2048, 4096)
     lr_range: tuple[float, float] = (1e-4, 3e-2)
     model_name: str = "dc-taxi-fare"
+    max_trials: int | None = None  # stop once the study has this many completed/pruned trials
+    sampler_seed: int | None = None  # None: the data seed; workers each need their own
+    heartbeat_interval: int | None = 10  # s; RDB storages only (None: off)
+    grace_period: int | None = None  # s without a heartbeat before a trial is dead; 2x interval
+    max_retry: int | None = 3  # times a trial of a dead worker is queued again
+    crown: bool = True  # evaluate + register the best trial at the end (off in workers)
+    progress: bool = True
 
 
 def suggest_config(trial: optuna.trial.BaseTrial, tune: TuneConfig) -> TrainConfig:
@@ -86,28 +112,72 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_storage(storage: str) -> str | BaseStorage:
-    """An Optuna RDB URL as is; anything else is a journal file (multi-process safe)."""
-    if "://" in storage:
-        return storage
-    Path(storage).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(storage))
+def tune_storage(tune: TuneConfig) -> BaseStorage:
+    return open_storage(tune.storage, tune.heartbeat_interval, tune.grace_period, tune.max_retry)
 
 
-def parent_run_id(study: optuna.Study, tune: TuneConfig, experiment_id: str) -> str:
-    """The study's MLflow parent run: the one recorded on the study if it still exists."""
-    run_id = study.user_attrs.get("mlflow_parent_run_id")
-    if run_id is not None:
-        try:
-            mlflow.MlflowClient().get_run(run_id)
-            return run_id
-        except mlflow.exceptions.MlflowException:
-            pass  # the study is being tracked into a different MLflow store now
+def create_or_load_study(tune: TuneConfig, storage: BaseStorage) -> tuple[optuna.Study, bool]:
+    """The study, and whether this process created it.
+
+    Creating a study is atomic in every storage (the name is unique), so of several workers
+    starting a new study at once exactly one gets True; that one creates the parent run.
+    """
+    seed = tune.sampler_seed if tune.sampler_seed is not None else tune.base.data.seed
+    options = dict(
+        study_name=tune.study_name,
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=make_pruner(tune.pruner, tune.base.max_epochs),
+    )
+    try:
+        return optuna.create_study(direction="minimize", **options), True
+    except DuplicatedStudyError:
+        return optuna.load_study(**options), False
+
+
+def run_exists(run_id: str) -> bool:
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+        return True
+    except mlflow.exceptions.MlflowException:
+        return False  # the study was tracked into a different MLflow store before
+
+
+def parent_run_id(study: optuna.Study, tune: TuneConfig, experiment_id: str, created: bool) -> str:
+    """The study's one MLflow parent run, created once whoever starts the study.
+
+    The creator of the study makes the run and records it on the study; the others use the
+    recorded one, waiting (up to PARENT_WAIT_S) while a brand-new study has none yet.
+    """
+    deadline = time.monotonic() + PARENT_WAIT_S
+    while not created:
+        run_id = study.user_attrs.get(PARENT_ATTR)
+        if run_id is not None:
+            if run_exists(run_id):
+                return run_id
+            break
+        if study.trials or time.monotonic() > deadline:
+            break  # not a study someone is setting up right now: adopt it
+        time.sleep(0.2)
     run = mlflow.MlflowClient().create_run(
         experiment_id, run_name=tune.study_name, tags={"optuna.study": tune.study_name}
     )
-    study.set_user_attr("mlflow_parent_run_id", run.info.run_id)
+    study.set_user_attr(PARENT_ATTR, run.info.run_id)
     return run.info.run_id
+
+
+def prepare_study(tune: TuneConfig, experiment_id: str) -> tuple[optuna.Study, BaseStorage, str]:
+    """Create or resume the study and its MLflow parent run (tracking already configured)."""
+    storage = tune_storage(tune)
+    study, created = create_or_load_study(tune, storage)
+    return study, storage, parent_run_id(study, tune, experiment_id, created)
+
+
+def retried_trial_number(trial: optuna.Trial) -> int | None:
+    """The trial this one repeats after its worker died (set by the stale-trial retry)."""
+    running = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    frozen = next((t for t in running if t.number == trial.number), None)
+    return frozen.system_attrs.get("failed_trial") if frozen is not None else None
 
 
 class Objective:
@@ -117,15 +187,23 @@ class Objective:
         self.tune, self.parent_id, self.lineage = tune, parent_id, lineage
 
     def __call__(self, trial: optuna.Trial) -> float:
+        worker = worker_label()
+        trial.set_user_attr(WORKER_ATTR, worker)  # first: a launcher reaps trials by worker
         config = suggest_config(trial, self.tune)
+        retry_of = retried_trial_number(trial)
         run = mlflow.start_run(
             run_name=f"trial-{trial.number}",
             parent_run_id=self.parent_id,
             nested=True,
-            tags={**self.lineage.tags, "optuna.study": self.tune.study_name},
+            tags={
+                **self.lineage.tags,
+                "optuna.study": self.tune.study_name,
+                "optuna.trial": str(trial.number),
+                "optuna.worker": worker,
+                **({"optuna.retry_of": str(retry_of)} if retry_of is not None else {}),
+            },
         )
-        trial.set_user_attr("mlflow_run_id", run.info.run_id)
-        mlflow.set_tag("optuna.trial", str(trial.number))
+        trial.set_user_attr(RUN_ATTR, run.info.run_id)
         trial_params = {f"trial.{name}": value for name, value in trial.params.items()}
         mlflow.log_params({**flat_params(config), **trial_params})
         state, status = "FAIL", "FAILED"
@@ -162,7 +240,7 @@ def evaluate_on_test(tune: TuneConfig, model: FareRegressor) -> float:
 def crown_best_trial(study: optuna.Study, tune: TuneConfig) -> dict[str, float]:
     """Evaluate the best trial on test once, log its model and point `champion` at it."""
     best = study.best_trial
-    run_id = best.user_attrs["mlflow_run_id"]
+    run_id = best.user_attrs[RUN_ATTR]
     client = mlflow.MlflowClient()
     done = client.get_run(run_id).data.metrics.get("test_rmse")
     if done is not None:  # already evaluated and registered by an earlier session
@@ -209,51 +287,81 @@ def study_summary(study: optuna.Study) -> dict[str, float]:
     return {f"trials_{state}": float(states.count(state)) for state in sorted(set(states))}
 
 
-def run(tune: TuneConfig) -> dict[str, float]:
-    """Create or resume the study, run the trials, crown the best one."""
-    lineage = dataset_lineage(tune.base)
-    experiment_id = configure_tracking(tune.base.tracking_uri, tune.base.experiment)
-    study = optuna.create_study(
-        study_name=tune.study_name,
-        storage=open_storage(tune.storage),
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=tune.base.data.seed),
-        pruner=make_pruner(tune.pruner, tune.base.max_epochs),
-        load_if_exists=True,
+def optimize(study: optuna.Study, tune: TuneConfig, parent_id: str, lineage: Lineage) -> None:
+    """Run trials until `n_trials` here, `timeout`, or the study-wide `max_trials` cap."""
+    callbacks = []
+    if tune.max_trials is not None:
+        if finished_count(study) >= tune.max_trials:
+            return
+        # Checked after each trial: with K workers the study can end up to K-1 trials over.
+        callbacks.append(MaxTrialsCallback(tune.max_trials, states=DONE))
+    study.optimize(
+        Objective(tune, parent_id, lineage),
+        n_trials=tune.n_trials,
+        timeout=tune.timeout,
+        catch=(FloatingPointError,),  # a diverged trial fails; the study goes on
+        callbacks=callbacks,
+        show_progress_bar=tune.progress,
     )
-    parent_id = parent_run_id(study, tune, experiment_id)
-    with mlflow.start_run(run_id=parent_id):
-        mlflow.set_tags({**lineage.tags, "optuna.storage": tune.storage})
-        mlflow.log_text(lineage.as_json(), "lineage.json")
-        study.optimize(
-            Objective(tune, parent_id, lineage),
-            n_trials=tune.n_trials,
-            timeout=tune.timeout,
-            catch=(FloatingPointError,),  # a diverged trial fails; the study goes on
-            show_progress_bar=True,
+
+
+def log_parent_lineage(tune: TuneConfig, lineage: Lineage) -> None:
+    """Tags and lineage of the active parent run (never the storage password)."""
+    mlflow.set_tags({**lineage.tags, "optuna.storage": masked(tune.storage)})
+    mlflow.log_text(lineage.as_json(), "lineage.json")
+
+
+def finish_study(study: optuna.Study, tune: TuneConfig, parent_id: str) -> dict[str, float]:
+    """On the active parent run: close leftover child runs, log the summary, crown the best."""
+    end_orphan_runs(study, parent_id)
+    summary = study_summary(study)
+    mlflow.log_metrics(summary)
+    log_study_plots(study)
+    if not summary.get("trials_complete"):
+        raise NoCompletedTrial(
+            f"study {tune.study_name} has no completed trial — see the `optuna.error` tags"
+            " of its trials in MLflow, then rerun to add trials"
         )
-        summary = study_summary(study)
-        mlflow.log_metrics(summary)
-        log_study_plots(study)
-        if not summary.get("trials_complete"):
-            raise NoCompletedTrial(
-                f"study {tune.study_name} has no completed trial — see the `optuna.error` tags"
-                " of its trials in MLflow, then rerun to add trials"
-            )
-        result = crown_best_trial(study, tune)
-        mlflow.log_metrics(result)
-        mlflow.set_tag("best_trial", str(study.best_trial.number))
+    result = crown_best_trial(study, tune)
+    mlflow.log_metrics(result)
+    mlflow.set_tag("best_trial", str(study.best_trial.number))
     return {**summary, **result}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def run(tune: TuneConfig) -> dict[str, float]:
+    """Create or resume the study, run the trials, crown the best one.
+
+    A worker (`crown=False`) only runs trials: it leaves the parent run and the champion to
+    the launcher that started it.
+    """
+    lineage = dataset_lineage(tune.base)
+    experiment_id = configure_tracking(tune.base.tracking_uri, tune.base.experiment)
+    study, _, parent_id = prepare_study(tune, experiment_id)
+    if not tune.crown:
+        optimize(study, tune, parent_id, lineage)
+        return study_summary(study)
+    with mlflow.start_run(run_id=parent_id):
+        log_parent_lineage(tune, lineage)
+        optimize(study, tune, parent_id, lineage)
+        return finish_study(study, tune, parent_id)
+
+
+def build_parser(
+    prog: str = "python -m training.tune",
+    description: str = "Tune the fare model with Optuna; track trials and the champion in MLflow.",
+) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m training.tune",
-        description="Tune the fare model with Optuna; track trials and the champion in MLflow.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     group = parser.add_argument_group("study")
-    group.add_argument("--n-trials", type=int, default=TuneConfig.n_trials, help="trials to run")
+    group.add_argument(
+        "--n-trials", type=int, default=TuneConfig.n_trials, help="trials this process runs"
+    )
+    group.add_argument(
+        "--max-trials",
+        type=int,
+        help="stop once the study has this many completed or pruned trials (all workers)",
+    )
     group.add_argument("--timeout", type=float, help="stop starting trials after this many s")
     group.add_argument("--study-name", default=TuneConfig.study_name, help="resumed if it exists")
     group.add_argument(
@@ -279,14 +387,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="learning-rate search range (log scale)",
     )
     group.add_argument("--model-name", default=TuneConfig.model_name, help="registered model")
+    group = parser.add_argument_group("parallel workers and fault tolerance")
+    group.add_argument(
+        "--sampler-seed", type=int, help="TPE seed (default: --seed); distinct per worker"
+    )
+    group.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=TuneConfig.heartbeat_interval,
+        help="s between heartbeats of a running trial (RDB storage only; 0: off)",
+    )
+    group.add_argument(
+        "--grace-period",
+        type=int,
+        help="s without a heartbeat before a trial counts as dead (default: 2x interval)",
+    )
+    group.add_argument(
+        "--max-retry",
+        type=int,
+        default=TuneConfig.max_retry,
+        help="times a dead worker's trial is queued again",
+    )
+    group.add_argument(
+        "--no-crown",
+        action="store_true",
+        help="only run trials: no summary, test evaluation or registration (worker mode)",
+    )
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_arguments(parser)
     add_run_arguments(parser, max_epochs=5)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    tune = TuneConfig(
+def tune_config_from_args(args: argparse.Namespace) -> TuneConfig:
+    return TuneConfig(
         base=config_from_args(args),
         n_trials=args.n_trials,
         timeout=args.timeout,
@@ -297,13 +431,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_sizes=tuple(int(size) for size in args.batch_sizes.split(",")),
         lr_range=tuple(args.lr_range),
         model_name=args.model_name,
+        max_trials=args.max_trials,
+        sampler_seed=args.sampler_seed,
+        heartbeat_interval=args.heartbeat_interval or None,
+        grace_period=args.grace_period,
+        max_retry=args.max_retry,
+        crown=not args.no_crown,
+        progress=not args.no_progress,
     )
+
+
+def one_device_error(args: argparse.Namespace) -> str | None:
+    """Trials run on one device each; several devices means several workers, not DDP."""
+    if args.devices == 1 and args.strategy in ("auto", "single_device"):
+        return None
+    return (
+        "tuning trains each trial on one device — to use N devices run N workers:"
+        " `python -m training.workers --workers N`"
+    )
+
+
+def storage_error(error: BaseException, storage: str) -> str:
+    return (
+        f"the Optuna storage {masked(storage)} failed ({first_line(error)}) — check that the"
+        " database is up (`python -m scripts.postgres_server status`) and rerun; completed"
+        " trials are kept"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problem = one_device_error(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    tune = tune_config_from_args(args)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     try:
         result = run(tune)
     except (LakeError, NoCompletedTrial) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        failure = storage_failure(error)
+        if failure is None:
+            raise
+        print(f"error: {storage_error(failure, tune.storage)}", file=sys.stderr)
+        return 3
     print(" ".join(f"{key}={value:.4g}" for key, value in result.items()))
     return 0
 

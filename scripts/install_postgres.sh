@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the PostgreSQL server (Debian/Ubuntu package `postgresql`) unless it is already here.
+# Used by CI before the scale-out tests; `python -m scripts.postgres_server` finds the programs
+# on PATH or under /usr/lib/postgresql/<version>/bin. No-op when initdb and pg_ctl exist.
+set -euo pipefail
+
+have_server() {
+    command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1 && return 0
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
+if have_server; then
+    echo "PostgreSQL server already installed"
+    exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: no apt-get here — install the PostgreSQL server (initdb, pg_ctl) with your" \
+        "system's package manager" >&2
+    exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq postgresql >/dev/null
+have_server || { echo "error: postgresql installed but initdb not found" >&2; exit 1; }
+echo "PostgreSQL server installed"
