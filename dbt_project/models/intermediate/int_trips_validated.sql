@@ -60,20 +60,19 @@ assigned as (
         source_file,
 
         -- strings
-        raw_line,
+        -- Only the quarantine needs the raw text; accepted rows carry their features instead.
+        case when rejection_reason is not null then raw_line end as raw_line,
         rejection_reason,
 
         -- numerics
         field_count,
         {{ split_bucket('trip_key') }} as split_bucket,
         fare_amount,
-        gratuity_amount,
-        surcharge_amount,
-        extra_fare_amount,
-        toll_amount,
-        total_amount,
+        abs(
+            total_amount
+            - (fare_amount + gratuity_amount + surcharge_amount + extra_fare_amount + toll_amount)
+        ) as total_amount_gap,
         mileage_miles,
-        duration_minutes,
         origin_lat,
         origin_lon,
         dest_lat,
@@ -83,8 +82,7 @@ assigned as (
         rejection_reason is null as is_accepted,
 
         -- timestamps
-        pickup_at,
-        dropoff_at
+        pickup_at
     from validated
 
 ),
