@@ -1,10 +1,12 @@
-"""dbt-duckdb plugin: lets SQL create the local folders the lake's Parquet is written to.
+"""dbt-duckdb plugin: creates the local folders the warehouse file and the lake live in.
 
-DuckDB's ``COPY ... TO`` creates only the last folder of its target, so writing
-``data/lake/trip_features`` on a fresh checkout fails. The plugin registers one scalar
-function, ``lake_ensure_dir(path)``, that creates a local folder and its parents and returns
-the path; for object-store URLs (``s3://`` ...) it does nothing, since prefixes need no folders.
-Enabled in ``profiles.yml`` under ``plugins:``.
+DuckDB opens its database file only if the file's folder exists, and its ``COPY ... TO``
+creates only the last folder of its target, so on a fresh checkout both
+``data/warehouse.duckdb`` and ``data/lake/trip_features`` would fail. The plugin creates the
+database file's folder before dbt connects, and registers one scalar function,
+``lake_ensure_dir(path)``, that creates a local folder and its parents and returns the path; for
+object-store URLs (``s3://`` ...) it does nothing, since prefixes need no folders. Enabled in
+``profiles.yml`` under ``plugins:``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ def lake_ensure_dir(path: str) -> str:
 
 
 class Plugin(BasePlugin):
+    def update_connection_config(self, creds, config):
+        path = creds.path
+        if path and path != ":memory:" and not path.startswith(("md:", "motherduck:")):
+            lake_ensure_dir(os.path.dirname(os.path.abspath(path)))
+
     def configure_connection(self, conn):
         conn.create_function(
             "lake_ensure_dir",
