@@ -157,14 +157,16 @@ def open_storage(
         return JournalStorage(JournalFileBackend(storage))
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
-            return HeartbeatRDBStorage(
-                storage,
-                # Reconnect after a database restart instead of failing on a dead connection.
-                engine_kwargs={"pool_pre_ping": True},
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=StaleTrialReaper(max_retry),
-            )
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return HeartbeatRDBStorage(
+                    storage,
+                    # Reconnect after a database restart instead of failing on a dead connection.
+                    engine_kwargs={"pool_pre_ping": True},
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=StaleTrialReaper(max_retry),
+                )
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             # Workers on several machines creating Optuna's tables in a new database at once:
             # one wins, the others find the tables there when they try again.
