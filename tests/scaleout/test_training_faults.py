@@ -89,7 +89,7 @@ def test_training_killed_mid_run_resumes_to_the_same_result(long_lake, tmp_path)
         last = checkpoints / "last.ckpt"
         try:
             return torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
-        except (OSError, EOFError, RuntimeError, KeyError):  # not there, or being written
+        except Exception:  # not there yet, or being written
             return False
 
     wait_for(first_epoch_saved, 240, "the first epoch's checkpoint")
