@@ -20,6 +20,7 @@ retry the trials of a machine that disappears.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -35,6 +36,7 @@ import optuna
 from training.lake import LakeError
 from training.study import (
     StaleTrialReaper,
+    end_orphan_runs,
     fail_trials_of,
     finished_count,
     retry_storage,
@@ -57,6 +59,7 @@ from training.tune import (
 
 logger = logging.getLogger("training.workers")
 POLL_S = 0.5
+INTERRUPT_WAIT_S = 5.0
 STOP_GRACE_S = 30.0
 
 
@@ -178,19 +181,28 @@ class Launcher:
                 self.restarts += 1
                 self.running.append(self.start(worker.index))
 
-    def stop_all(self) -> None:
-        """Ctrl-C: interrupt the workers (their trials fail cleanly), kill what lingers."""
+    def stop_all(self, parent_id: str) -> None:
+        """Interrupted: stop the workers (their trials fail cleanly), kill what lingers, and
+        leave no trial or MLflow run RUNNING."""
+        # Ctrl-C in a terminal has reached the workers too; a second SIGINT could cut their
+        # clean-up short, so it goes only to those still running after a moment.
+        self.wait_all(INTERRUPT_WAIT_S)
         for worker in self.running:
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for worker in self.running:
-            try:
-                worker.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
+        for worker in self.wait_all(STOP_GRACE_S):
+            worker.process.kill()
+            worker.process.wait()
         self.reap(self.labels, "launcher interrupted")
+        end_orphan_runs(self.study, parent_id)
+
+    def wait_all(self, seconds: float) -> list[Worker]:
+        """Wait up to `seconds` for the running workers to exit; those still running."""
+        deadline = time.monotonic() + seconds
+        for worker in self.running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(timeout=max(deadline - time.monotonic(), 0.01))
+        return [worker for worker in self.running if worker.process.poll() is None]
 
 
 def visible_gpus() -> list[str]:
@@ -235,7 +247,7 @@ def run(args: argparse.Namespace, tune: TuneConfig, worker_argv: list[str]) -> d
             try:
                 launcher.watch()
             except KeyboardInterrupt:
-                launcher.stop_all()
+                launcher.stop_all(parent_id)
                 raise
         launcher.reap(launcher.labels, "worker gone when the launcher finished")
         done = launcher.finished()
