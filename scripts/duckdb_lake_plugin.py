@@ -1,41 +1,115 @@
-"""dbt-duckdb plugin: creates the local folders the warehouse file and the lake live in.
+"""dbt-duckdb plugin: local folders, and the lake's write–audit–publish in Python.
 
-DuckDB opens its database file only if the file's folder exists, and its ``COPY ... TO``
-creates only the last folder of its target, so on a fresh checkout both
-``data/warehouse.duckdb`` and ``data/lake/trip_features`` would fail. The plugin creates the
-database file's folder before dbt connects, and registers one scalar function,
-``lake_ensure_dir(path)``, that creates a local folder and its parents and returns the path; for
-object-store URLs (``s3://`` ...) it does nothing, since prefixes need no folders. Enabled in
-``profiles.yml`` under ``plugins:``.
+Registers scalar functions the dbt macros in ``macros/lake.sql`` call:
+
+- ``lake_ensure_dir(path)``: creates a local folder and its parents (DuckDB's ``COPY ... TO``
+  creates only the last folder); does nothing for object-store URLs.
+- ``lake_begin(lake_root, invocation_id)``: on-run-start; remembers which build is published.
+- ``lake_stage(lake_root, mart, invocation_id, data_folder, schema_file, partition_by)``:
+  post-hook of each mart; registers the Parquet files DuckDB just wrote as the mart's snapshot
+  on the build's audit branch and returns them as JSON (the relation the tests then read).
+- ``lake_publish(lake_root, invocation_id, marts_json)``: on-run-end; publishes every staged
+  mart in one catalog transaction, or fails naming the other build that published meanwhile.
+
+It also creates the DuckDB file's folder before dbt connects. Enabled in ``profiles.yml``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
-_REMOTE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfss://", "http://", "https://")
+from lakehouse.catalog import (
+    REMOTE_SCHEMES,
+    LakeError,
+    default_catalog_uri,
+    describe_catalog,
+    local_path,
+    open_catalog,
+)
+from lakehouse.publish import current_snapshots, publish_build, stage_mart
 
 
 def lake_ensure_dir(path: str) -> str:
     """Create ``path`` (and parents) unless it is an object-store URL; return it unchanged."""
-    if not path.startswith(_REMOTE_SCHEMES):
+    if not path.startswith(REMOTE_SCHEMES):
         os.makedirs(path.removeprefix("file://"), exist_ok=True)
     return path
 
 
 class Plugin(BasePlugin):
+    def initialize(self, plugin_config):
+        # What was published when each build (dbt invocation) in this process started.
+        self.bases: dict[str, dict[str, int | None]] = {}
+        self.catalogs: dict[str, object] = {}
+        self.lock = threading.Lock()
+
     def update_connection_config(self, creds, config):
         path = creds.path
         if path and path != ":memory:" and not path.startswith(("md:", "motherduck:")):
             lake_ensure_dir(os.path.dirname(os.path.abspath(path)))
 
-    def configure_connection(self, conn):
-        conn.create_function(
-            "lake_ensure_dir",
-            lake_ensure_dir,
-            ["VARCHAR"],
-            "VARCHAR",
-            side_effects=True,
+    def catalog(self, lake_root: str):
+        with self.lock:
+            if lake_root not in self.catalogs:
+                self.catalogs[lake_root] = open_catalog(lake_root)
+            return self.catalogs[lake_root]
+
+    def lake_begin(self, lake_root: str, invocation_id: str) -> str:
+        base = current_snapshots(self.catalog(lake_root), lake_root)
+        self.bases[invocation_id] = base
+        published = sum(snapshot is not None for snapshot in base.values())
+        return (
+            f"catalog {describe_catalog(default_catalog_uri(lake_root))}, "
+            f"{published} mart(s) published"
         )
+
+    def lake_stage(
+        self,
+        lake_root: str,
+        mart: str,
+        invocation_id: str,
+        data_folder: str,
+        schema_file: str,
+        partition_by: str,
+    ) -> str:
+        if invocation_id not in self.bases:
+            raise LakeError(
+                "the on-run-start hook did not finish for this build (see its error above) — "
+                "nothing was staged"
+            )
+        snapshot_id, files = stage_mart(
+            self.catalog(lake_root),
+            lake_root,
+            mart,
+            invocation_id,
+            data_folder,
+            schema_file,
+            partition_by or None,
+        )
+        return json.dumps({"snapshot_id": snapshot_id, "files": [local_path(f) for f in files]})
+
+    def lake_publish(self, lake_root: str, invocation_id: str, marts_json: str) -> str:
+        base = self.bases.get(invocation_id)
+        if base is None:
+            raise LakeError(
+                "the on-run-start hook did not finish for this build — nothing was published"
+            )
+        published = publish_build(
+            self.catalog(lake_root), lake_root, invocation_id, base, json.loads(marts_json)
+        )
+        return ", ".join(f"{name} snapshot {sid}" for name, sid in published.items())
+
+    def configure_connection(self, conn):
+        def register(name, function, arity):
+            conn.create_function(
+                name, function, ["VARCHAR"] * arity, "VARCHAR", side_effects=True
+            )
+
+        register("lake_ensure_dir", lake_ensure_dir, 1)
+        register("lake_begin", self.lake_begin, 2)
+        register("lake_stage", self.lake_stage, 6)
+        register("lake_publish", self.lake_publish, 3)

@@ -1,27 +1,147 @@
-{#- post-hook of every mart: write it as a Parquet dataset at `<lake_path>/<model>/`.
-    Reruns overwrite the whole folder, so no stale file or partition survives; an empty
-    model writes an empty Parquet file (schema only), never an all-NULL row. A mart
-    partitions its files by setting `meta: {lake_partition_by: <column>}`. -#}
-{% macro export_to_lake() -%}
-    {{ return(adapter.dispatch('export_to_lake', 'dc_taxi')()) }}
+{#- Write–audit–publish of the lake (docs/design.md, "Lake"): every mart becomes an Iceberg
+    table `dc_taxi.<mart>` at `<lake_path>/<mart>`.
+    - on-run-start `begin_lake_build()`: records which build is published now (the base).
+    - post-hook `stage_to_lake()` of every mart: writes the mart's Parquet files into a folder
+      of this build, registers them as a snapshot on the table's `audit-<invocation_id>` branch
+      (readers do not see it) and points the dbt relation at exactly those files, so every test
+      of the mart reads what would be published.
+    - on-run-end `publish_lake(results)`: if every model and test of a whole `dbt build` passed,
+      makes all marts' staged snapshots current in one catalog transaction; otherwise publishes
+      nothing and says why. A mart partitions its files with `meta: {lake_partition_by: col}`. -#}
+
+{#- The lake root, without a trailing slash. -#}
+{% macro lake_root() -%}
+    {{- return((var('lake_path') | string).strip().rstrip('/')) -}}
 {%- endmacro %}
 
-{#- On engines whose tables already live in the lake (Athena), there is nothing to copy. -#}
-{% macro default__export_to_lake() -%}
+{#- The marts published to the lake: every model under models/marts. -#}
+{% macro lake_marts() -%}
+    {%- set marts = [] -%}
+    {%- for node in graph.nodes.values()
+        if node.resource_type == 'model' and node.package_name == project_name
+        and node.fqn[1] == 'marts' -%}
+        {%- do marts.append(node.name) -%}
+    {%- endfor -%}
+    {{- return(marts | sort) -}}
 {%- endmacro %}
 
-{% macro duckdb__export_to_lake() -%}
-    {%- set lake_root = (var('lake_path') | string).rstrip('/') -%}
+{% macro begin_lake_build() -%}
+    {{ return(adapter.dispatch('begin_lake_build', 'dc_taxi')()) }}
+{%- endmacro %}
+
+{% macro stage_to_lake() -%}
+    {{ return(adapter.dispatch('stage_to_lake', 'dc_taxi')()) }}
+{%- endmacro %}
+
+{% macro publish_lake(results) -%}
+    {{ return(adapter.dispatch('publish_lake', 'dc_taxi')(results)) }}
+{%- endmacro %}
+
+{% macro default__begin_lake_build() -%}
+    {{ exceptions.raise_compiler_error(
+        "the lake is not implemented for adapter '" ~ adapter.type() ~ "' (duckdb, athena)"
+    ) }}
+{%- endmacro %}
+
+{% macro default__stage_to_lake() -%}
+    {{ exceptions.raise_compiler_error(
+        "the lake is not implemented for adapter '" ~ adapter.type() ~ "' (duckdb, athena)"
+    ) }}
+{%- endmacro %}
+
+{% macro default__publish_lake(results) -%}
+    {{ exceptions.raise_compiler_error(
+        "the lake is not implemented for adapter '" ~ adapter.type() ~ "' (duckdb, athena)"
+    ) }}
+{%- endmacro %}
+
+{#- Why this invocation must not publish, or none. Only a whole `dbt build` publishes: every
+    mart staged, every model succeeded, every data and unit test of the project ran and none
+    failed or errored (warnings are fine). -#}
+{% macro lake_publish_blocker(results) -%}
+    {%- if flags.WHICH != 'build' -%}
+        {{ return('`dbt ' ~ flags.WHICH ~ '` runs no tests: only `dbt build` publishes') }}
+    {%- endif -%}
+    {%- set bad = [] -%}
+    {%- set ran = [] -%}
+    {%- for result in results -%}
+        {%- do ran.append(result.node.unique_id) -%}
+        {%- if result.status not in ['success', 'pass', 'warn'] -%}
+            {%- do bad.append(result.node.name ~ ' (' ~ result.status ~ ')') -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if bad -%}
+        {{ return(bad | length ~ ' node(s) did not pass: ' ~ bad[:5] | join(', ')) }}
+    {%- endif -%}
+    {%- set missing = [] -%}
+    {%- for node in graph.nodes.values()
+        if node.resource_type in ['model', 'test', 'unit_test']
+        and node.package_name == project_name and node.unique_id not in ran -%}
+        {%- do missing.append(node.name) -%}
+    {%- endfor -%}
+    {%- if missing -%}
+        {{ return(missing | length ~ ' model(s)/test(s) were not selected, e.g. '
+            ~ missing[:3] | join(', ') ~ ': only a whole `dbt build` publishes') }}
+    {%- endif -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+{#- DuckDB: the plugin scripts/duckdb_lake_plugin.py does the catalog work in Python
+    (lake_begin / lake_stage / lake_publish); DuckDB writes the Parquet files. -#}
+{% macro duckdb__begin_lake_build() -%}
+    select lake_begin({{ sql_string(lake_root()) }}, {{ sql_string(invocation_id) }})
+{%- endmacro %}
+
+{% macro duckdb__stage_to_lake() -%}
+    {%- if not execute -%}
+        {{ return('') }}
+    {%- endif -%}
     {%- set partition_by = model.config.get('meta', {}).get('lake_partition_by') -%}
-    select lake_ensure_dir('{{ lake_root }}');
-    copy (select * from {{ this }})
-    to '{{ lake_root }}/{{ this.identifier }}' (
-        format parquet,
-        compression zstd,
-        {%- if partition_by %}
-        partition_by ({{ partition_by }}),
-        {%- endif %}
-        file_size_bytes '256MB',
-        overwrite true
+    {%- set folder = lake_root() ~ '/' ~ this.identifier ~ '/data/' ~ invocation_id -%}
+    {%- do run_query('select lake_ensure_dir(' ~ sql_string(folder) ~ ')') -%}
+    {%- call statement('lake_write') -%}
+        copy (select * from {{ this }})
+        to {{ sql_string(folder ~ '/mart') }} (
+            format parquet,
+            compression zstd,
+            {%- if partition_by %}
+            partition_by ({{ adapter.quote(partition_by) }}),
+            write_partition_columns true,
+            {%- endif %}
+            file_size_bytes '256MB'
+        );
+        copy (select * from {{ this }} limit 0)
+        to {{ sql_string(folder ~ '/_schema.parquet') }} (format parquet)
+    {%- endcall -%}
+    {%- set staged = run_query(
+        'select lake_stage(' ~ sql_string(lake_root()) ~ ', ' ~ sql_string(this.identifier)
+        ~ ', ' ~ sql_string(invocation_id) ~ ', ' ~ sql_string(folder ~ '/mart') ~ ', '
+        ~ sql_string(folder ~ '/_schema.parquet') ~ ', ' ~ sql_string(partition_by or '') ~ ')'
+    ) -%}
+    {%- set files = fromjson(staged.columns[0].values()[0])['files'] -%}
+    {%- set sources = files if files else [folder ~ '/_schema.parquet'] -%}
+    {#- From here on, the relation the tests read is exactly the staged files. -#}
+    create or replace view {{ this }} as
+    select * from read_parquet(
+        [{%- for path in sources %}{{ sql_string(path) }}{{ ', ' if not loop.last }}{% endfor -%}],
+        hive_partitioning = false
     )
+{%- endmacro %}
+
+{% macro duckdb__publish_lake(results) -%}
+    {%- if not execute -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set blocker = lake_publish_blocker(results) -%}
+    {%- if blocker -%}
+        {{ log('lake: NOT published — ' ~ blocker ~ '. Readers still see the last published '
+            ~ 'build.', info=True) }}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set published = run_query(
+        'select lake_publish(' ~ sql_string(lake_root()) ~ ', ' ~ sql_string(invocation_id)
+        ~ ', ' ~ sql_string(tojson(lake_marts())) ~ ')'
+    ) -%}
+    {{ log('lake: published build ' ~ invocation_id ~ ' — ' ~ published.columns[0].values()[0],
+        info=True) }}
 {%- endmacro %}

@@ -1,0 +1,272 @@
+"""Write–audit–publish: a build stages every mart, its tests read what is staged, then one
+catalog transaction publishes all marts together.
+
+- `current_snapshots` (at build start): the published snapshot of every mart, the build's base.
+- `stage_mart`: registers the Parquet files DuckDB wrote for one mart as a snapshot on the
+  branch `audit-<invocation id>`; `main` (what readers read) does not move.
+- `publish_build`: points `main` of every mart at the build's staged snapshot in ONE catalog
+  transaction, and only if no other build published since this one started (optimistic
+  concurrency); a kill at any moment leaves the previous build current.
+
+Every staged snapshot's summary carries `dbt.invocation_id`, so readers can always take marts
+of the same build.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from pyiceberg.catalog import Catalog
+from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.update.snapshot import ManageSnapshots
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from lakehouse.catalog import (
+    INVOCATION_PROPERTY,
+    MARTS,
+    NAMESPACE,
+    LakeError,
+    identifier,
+    load_mart,
+    table_location,
+)
+
+AUDIT_PREFIX = "audit-"
+TABLE_PROPERTIES = {
+    "format-version": "2",
+    "write.format.default": "parquet",
+    "write.parquet.compression-codec": "zstd",
+}
+
+
+class PublishConflict(LakeError):
+    """Another build published while this one ran; nothing of this build was published."""
+
+
+def audit_branch(invocation_id: str) -> str:
+    return f"{AUDIT_PREFIX}{invocation_id}"
+
+
+def invocation_of(table: Table, snapshot_id: int | None) -> str | None:
+    snapshot = table.metadata.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+    return snapshot.summary.additional_properties.get(INVOCATION_PROPERTY) if snapshot else None
+
+
+def current_snapshots(catalog: Catalog, lake_root: str) -> dict[str, int | None]:
+    """The published snapshot id of every mart (None: not published yet)."""
+    current: dict[str, int | None] = {}
+    for name in MARTS:
+        try:
+            table = load_mart(catalog, lake_root, name)
+        except LakeError:
+            if catalog.table_exists(identifier(name)):
+                raise  # it exists, but elsewhere: load_mart's message says so
+            current[name] = None
+            continue
+        current[name] = table.metadata.current_snapshot_id
+    return current
+
+
+def list_data_files(folder: str) -> list[str]:
+    """Parquet files under `folder` (a local path or s3:// URI), sorted; `_`/`.` names skipped."""
+    filesystem, root = pafs.FileSystem.from_uri(folder) if "://" in folder else (None, None)
+    if filesystem is None:
+        filesystem, root = pafs.LocalFileSystem(), str(Path(folder).resolve())
+    info = filesystem.get_file_info(root)
+    if info.type != pafs.FileType.Directory:
+        return []
+    scheme = folder.split("://", 1)[0] + "://" if "://" in folder else ""
+    found = []
+    for entry in filesystem.get_file_info(pafs.FileSelector(root, recursive=True)):
+        relative = posixpath.relpath(entry.path, root)
+        if entry.type == pafs.FileType.File and not any(
+            part.startswith(("_", ".")) for part in relative.split("/")
+        ):
+            found.append(entry.path)
+    prefix = "file://" if scheme in ("", "file://") else scheme
+    return sorted(prefix + path if not path.startswith(prefix) else path for path in found)
+
+
+def ensure_table(
+    catalog: Catalog, lake_root: str, name: str, schema_file: str, partition_by: str | None
+) -> Table:
+    """`dc_taxi.<name>` at `<lake_root>/<name>`, created from `schema_file`'s schema if new."""
+    if catalog.table_exists(identifier(name)):
+        return load_mart(catalog, lake_root, name)
+    catalog.create_namespace_if_not_exists(NAMESPACE)
+    io = catalog._load_file_io(location=schema_file)  # noqa: SLF001 (the catalog's own FileIO)
+    with io.new_input(schema_file).open() as handle:
+        arrow_schema = pq.read_schema(handle)
+    try:
+        table = catalog.create_table(
+            identifier(name),
+            schema=arrow_schema,
+            location=table_location(lake_root, name),
+            properties=TABLE_PROPERTIES,
+        )
+    except Exception as error:  # another build created it a moment ago
+        if not catalog.table_exists(identifier(name)):
+            raise
+        del error
+        return load_mart(catalog, lake_root, name)
+    if partition_by:
+        with table.update_spec() as spec:
+            spec.add_identity(partition_by)
+    return load_mart(catalog, lake_root, name)
+
+
+def stage_mart(
+    catalog: Catalog,
+    lake_root: str,
+    name: str,
+    invocation_id: str,
+    data_folder: str,
+    schema_file: str,
+    partition_by: str | None = None,
+) -> tuple[int, list[str]]:
+    """Stage the Parquet files under `data_folder` as `name`'s snapshot for this build.
+
+    Returns the staged snapshot id and the data files, for the build's tests to read.
+    """
+    files = list_data_files(data_folder)
+    table = ensure_table(catalog, lake_root, name, schema_file, partition_by)
+    branch = audit_branch(invocation_id)
+    io = table.io
+    with io.new_input(schema_file).open() as handle:
+        arrow_schema = pq.read_schema(handle)
+    with table.transaction() as transaction:
+        if set(arrow_schema.names) != set(table.schema().column_names):
+            with transaction.update_schema() as schema:
+                schema.union_by_name(arrow_schema)
+        # A snapshot of exactly these files (no parent) that no ref points to yet.
+        transaction.add_files(
+            files,
+            snapshot_properties={INVOCATION_PROPERTY: invocation_id},
+            check_duplicate_files=False,  # a fresh folder per build; the check reads every manifest
+            branch=None,
+        )
+        staged = transaction.table_metadata.snapshots[-1].snapshot_id
+    # Then the audit branch, in a commit of its own: Iceberg refuses a branch other than main
+    # on a table that had no snapshot before the commit.
+    with table.manage_snapshots() as snapshots:
+        snapshots.create_branch(snapshot_id=staged, branch_name=branch)
+    return staged, files
+
+
+def _publish_transaction(table: Table, staged_id: int, branch: str) -> Transaction:
+    transaction = table.transaction()
+    with ManageSnapshots(transaction) as snapshots:
+        snapshots.set_current_snapshot(snapshot_id=staged_id).remove_branch(branch)
+    return transaction
+
+
+def commit_together(catalog: Catalog, transactions: Sequence[Transaction]) -> None:
+    """Commit transactions of several tables atomically: all or none become visible.
+
+    A SQL catalog keeps each table's current metadata file in one row; every table's new
+    metadata file is written first, then one database transaction swaps all the rows, each
+    only if it still names the metadata this process read (optimistic concurrency).
+    """
+    if not isinstance(catalog, SqlCatalog):
+        raise LakeError(
+            "publishing several tables at once needs a SQL catalog (LAKE_CATALOG_URI = a "
+            "SQLAlchemy URL); on Athena the build publishes itself (docs/aws.md)"
+        )
+    staged = []
+    for transaction in transactions:
+        table = transaction._table  # noqa: SLF001
+        updates, requirements = transaction._updates, transaction._requirements  # noqa: SLF001
+        new = catalog._update_and_stage_table(  # noqa: SLF001
+            table, table.name(), requirements, updates
+        )
+        catalog._write_metadata(new.metadata, new.io, new.metadata_location)  # noqa: SLF001
+        staged.append((table, new))
+    with Session(catalog.engine) as session, session.begin():
+        for table, new in staged:
+            namespace, name = table.name()[-2], table.name()[-1]
+            done = session.execute(
+                update(IcebergTables)
+                .where(
+                    IcebergTables.catalog_name == catalog.name,
+                    IcebergTables.table_namespace == namespace,
+                    IcebergTables.table_name == name,
+                    IcebergTables.metadata_location == table.metadata_location,
+                )
+                .values(
+                    metadata_location=new.metadata_location,
+                    previous_metadata_location=table.metadata_location,
+                )
+            )
+            if done.rowcount < 1:
+                raise CommitFailedException(f"{namespace}.{name} changed while publishing")
+
+
+def publish_build(
+    catalog: Catalog,
+    lake_root: str,
+    invocation_id: str,
+    base: Mapping[str, int | None],
+    marts: Iterable[str] = MARTS,
+) -> dict[str, int]:
+    """Make this build's staged snapshots the current ones of every mart, atomically.
+
+    `base` is what was published when the build started (`current_snapshots`). If any mart's
+    published snapshot moved since, another build published meanwhile: raise PublishConflict
+    and publish nothing.
+    """
+    branch = audit_branch(invocation_id)
+    transactions, published = [], {}
+    for name in marts:
+        table = load_mart(catalog, lake_root, name)
+        ref = table.metadata.refs.get(branch)
+        if ref is None:
+            raise LakeError(
+                f"build {invocation_id} staged nothing for {NAMESPACE}.{name} — nothing was "
+                "published; run the whole `dbt build`"
+            )
+        current = table.metadata.current_snapshot_id
+        if current != base.get(name):
+            other = invocation_of(table, current) or "unknown"
+            raise PublishConflict(
+                f"another build (dbt invocation {other}) published {NAMESPACE}.{name} while "
+                f"build {invocation_id} ran — nothing of this build was published; run "
+                "`dbt build` again"
+            )
+        transactions.append(_publish_transaction(table, ref.snapshot_id, branch))
+        published[name] = ref.snapshot_id
+    try:
+        commit_together(catalog, transactions)
+    except CommitFailedException as error:
+        raise PublishConflict(
+            f"another build published while build {invocation_id} was publishing ({error}) — "
+            "nothing of this build was published; run `dbt build` again"
+        ) from error
+    return published
+
+
+def point_main_at(catalog: Catalog, lake_root: str, snapshots: Mapping[str, int]) -> None:
+    """Make the given snapshots current (a rollback to an earlier build), atomically."""
+    transactions = []
+    for name, snapshot_id in snapshots.items():
+        table = load_mart(catalog, lake_root, name)
+        transaction = table.transaction()
+        with ManageSnapshots(transaction) as manage:
+            manage.set_current_snapshot(snapshot_id=snapshot_id)
+        transactions.append(transaction)
+    commit_together(catalog, transactions)
+
+
+def drop_lake_tables(catalog: Catalog) -> None:
+    """Forget every mart table (files stay); for tests and a deliberate reset."""
+    for name in MARTS:
+        try:
+            catalog.drop_table(identifier(name))
+        except NoSuchTableError:
+            pass
