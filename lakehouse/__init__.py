@@ -1,4 +1,4 @@
-"""The lake: Iceberg tables of the dbt marts, written–audited–published as one build at a time.
+"""The lake: Iceberg tables of the dbt marts, written, audited and published as one build at a time.
 
 - `lakehouse.catalog`: which catalog and table a lake path means (local SQL catalog or Glue).
 - `lakehouse.publish`: how a build stages its marts and publishes them all at once.

@@ -85,8 +85,14 @@ def file_io_properties() -> dict[str, str]:
     return properties
 
 
-def open_catalog(lake_root: str | Path, catalog_uri: str | None = None) -> Catalog:
-    """The catalog of the lake at `lake_root` (see the module docstring for the default)."""
+def open_catalog(
+    lake_root: str | Path, catalog_uri: str | None = None, create: bool = True
+) -> Catalog:
+    """The catalog of the lake at `lake_root` (see the module docstring for the default).
+
+    Readers pass `create=False`: a missing SQLite catalog file is then an error naming the fix
+    instead of a new empty catalog.
+    """
     uri = catalog_uri or default_catalog_uri(lake_root)
     if uri in ("glue", "glue://"):
         from pyiceberg.catalog.glue import GlueCatalog
@@ -95,7 +101,13 @@ def open_catalog(lake_root: str | Path, catalog_uri: str | None = None) -> Catal
     from pyiceberg.catalog.sql import SqlCatalog
 
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(uri.removeprefix("sqlite:///"))
+        if not create and not database.is_file():
+            raise LakeError(
+                f"no lake catalog at {database} for the lake {lake_uri(lake_root)} — run "
+                f"`dbt build` first (or set {CATALOG_ENV} to the lake's catalog)"
+            )
+        database.parent.mkdir(parents=True, exist_ok=True)
     try:
         return SqlCatalog(
             CATALOG_NAME, uri=uri, warehouse=lake_uri(lake_root), **file_io_properties()

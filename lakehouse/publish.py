@@ -1,4 +1,4 @@
-"""Write–audit–publish: a build stages every mart, its tests read what is staged, then one
+"""Write-audit-publish: a build stages every mart, its tests read what is staged, then one
 catalog transaction publishes all marts together.
 
 - `current_snapshots` (at build start): the published snapshot of every mart, the build's base.
@@ -22,8 +22,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
-from pyiceberg.table import Table, Transaction
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.io.pyarrow import parquet_files_to_data_files
+from pyiceberg.manifest import DataFile
+from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.update.snapshot import ManageSnapshots
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -35,6 +37,7 @@ from lakehouse.catalog import (
     LakeError,
     identifier,
     load_mart,
+    open_catalog,
     table_location,
 )
 
@@ -101,7 +104,7 @@ def ensure_table(
     if catalog.table_exists(identifier(name)):
         return load_mart(catalog, lake_root, name)
     catalog.create_namespace_if_not_exists(NAMESPACE)
-    io = catalog._load_file_io(location=schema_file)  # noqa: SLF001 (the catalog's own FileIO)
+    io = catalog._load_file_io(location=schema_file)
     with io.new_input(schema_file).open() as handle:
         arrow_schema = pq.read_schema(handle)
     try:
@@ -145,19 +148,40 @@ def stage_mart(
         if set(arrow_schema.names) != set(table.schema().column_names):
             with transaction.update_schema() as schema:
                 schema.union_by_name(arrow_schema)
-        # A snapshot of exactly these files (no parent) that no ref points to yet.
-        transaction.add_files(
-            files,
-            snapshot_properties={INVOCATION_PROPERTY: invocation_id},
-            check_duplicate_files=False,  # a fresh folder per build; the check reads every manifest
-            branch=None,
+        if transaction.table_metadata.name_mapping() is None:  # DuckDB writes no field ids
+            mapping = transaction.table_metadata.schema().name_mapping.model_dump_json()
+            transaction.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: mapping})
+        new_files = list(
+            parquet_files_to_data_files(table.io, transaction.table_metadata, iter(files))
         )
-        staged = transaction.table_metadata.snapshots[-1].snapshot_id
+        # Staged on top of main without moving it (branch=None): a snapshot that replaces
+        # every file main has with this build's files.
+        producer = transaction.update_snapshot(
+            snapshot_properties={INVOCATION_PROPERTY: invocation_id}, branch=None
+        ).overwrite()
+        with producer:
+            for data_file in main_data_files(table):
+                producer.delete_data_file(data_file)
+            for data_file in new_files:
+                producer.append_data_file(data_file)
+        staged = producer.snapshot_id
     # Then the audit branch, in a commit of its own: Iceberg refuses a branch other than main
     # on a table that had no snapshot before the commit.
     with table.manage_snapshots() as snapshots:
         snapshots.create_branch(snapshot_id=staged, branch_name=branch)
     return staged, files
+
+
+def main_data_files(table: Table) -> list[DataFile]:
+    """The data files of the table's current (published) snapshot."""
+    snapshot = table.metadata.current_snapshot()
+    if snapshot is None:
+        return []
+    return [
+        entry.data_file
+        for manifest in snapshot.manifests(table.io)
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+    ]
 
 
 def _publish_transaction(table: Table, staged_id: int, branch: str) -> Transaction:
@@ -181,12 +205,10 @@ def commit_together(catalog: Catalog, transactions: Sequence[Transaction]) -> No
         )
     staged = []
     for transaction in transactions:
-        table = transaction._table  # noqa: SLF001
-        updates, requirements = transaction._updates, transaction._requirements  # noqa: SLF001
-        new = catalog._update_and_stage_table(  # noqa: SLF001
-            table, table.name(), requirements, updates
-        )
-        catalog._write_metadata(new.metadata, new.io, new.metadata_location)  # noqa: SLF001
+        table = transaction._table
+        updates, requirements = transaction._updates, transaction._requirements
+        new = catalog._update_and_stage_table(table, table.name(), requirements, updates)
+        catalog._write_metadata(new.metadata, new.io, new.metadata_location)
         staged.append((table, new))
     with Session(catalog.engine) as session, session.begin():
         for table, new in staged:
@@ -263,10 +285,31 @@ def point_main_at(catalog: Catalog, lake_root: str, snapshots: Mapping[str, int]
     commit_together(catalog, transactions)
 
 
-def drop_lake_tables(catalog: Catalog) -> None:
-    """Forget every mart table (files stay); for tests and a deliberate reset."""
-    for name in MARTS:
-        try:
-            catalog.drop_table(identifier(name))
-        except NoSuchTableError:
-            pass
+def publish_folders(
+    lake_root: str,
+    invocation_id: str,
+    folders: Mapping[str, str],
+    partition_by: Mapping[str, str] | None = None,
+    catalog: Catalog | None = None,
+) -> dict[str, int]:
+    """Stage and publish Parquet folders (mart -> folder under its table) as one build.
+
+    What a dbt build does, for tools and tests that write marts without dbt. Each folder
+    must hold at least one Parquet file; its first file's schema is the table's.
+    """
+    catalog = catalog or open_catalog(lake_root)
+    base = current_snapshots(catalog, lake_root)
+    for name, folder in folders.items():
+        files = list_data_files(folder)
+        if not files:
+            raise LakeError(f"no Parquet files under {folder}")
+        stage_mart(
+            catalog,
+            lake_root,
+            name,
+            invocation_id,
+            folder,
+            files[0],
+            (partition_by or {}).get(name),
+        )
+    return publish_build(catalog, lake_root, invocation_id, base, list(folders))

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from itertools import islice
 
 import lightning as L
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from lakehouse.builds import PinnedBuild, pin_build
 from training.lake import (
     FEATURES,
     LABEL,
@@ -28,21 +30,22 @@ from training.lake import (
     SplitFiles,
     discover_split,
     load_feature_stats,
-    sibling,
 )
 from training.plan import Piece, batches_per_shard, epoch_order, plan_shard, shard_bounds
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 COLUMNS = [*FEATURES, LABEL]
 BYTES_PER_ROW = 4 * len(COLUMNS)
+TRAINING_MARTS = ("trip_features", "feature_stats")  # what a run pins and reads
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where the data is and how it is batched."""
 
-    data: str = "data/lake/trip_features"
-    stats: str | None = None  # default: <data>/../feature_stats
+    data: str = "data/lake/trip_features"  # trip_features' location: the lake table to read
+    snapshot_id: int | None = None  # the pinned trip_features snapshot (None: current build)
+    as_of: str | None = None  # ISO time: the build that was current then (time travel)
     batch_size: int = 4096
     eval_batch_size: int | None = None  # default: batch_size
     num_workers: int = 0
@@ -50,9 +53,25 @@ class DataConfig:
     shuffle_buffer_rows: int = 1 << 18
     resident_max_bytes: int = 1 << 30  # a split this small is held on the device; 0 = stream
 
-    @property
-    def stats_uri(self) -> str:
-        return self.stats or sibling(self.data, "feature_stats")
+    def pin(self) -> tuple[DataConfig, PinnedBuild]:
+        """Resolve the build to read once; the returned config names its snapshot for good."""
+        build = pin_build(
+            self.data, self.snapshot_id, parse_as_of(self.as_of), marts=TRAINING_MARTS
+        )
+        return replace(self, snapshot_id=build.snapshot_id, as_of=None), build
+
+
+def parse_as_of(text: str | None) -> datetime | None:
+    """`--as-of` as an aware datetime (ISO 8601; no zone means UTC)."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise LakeError(
+            f"--as-of {text!r} is not an ISO 8601 time — e.g. 2026-12-01T18:30:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def normalise_into(
@@ -347,18 +366,26 @@ class ResidentBatches:
 
 
 class TripDataModule(L.LightningDataModule):
-    """train / validation / test loaders over `<data>/split=<name>/*.parquet`."""
+    """train / validation / test loaders over one pinned build of trip_features."""
 
     def __init__(self, config: DataConfig):
         super().__init__()
         self.config = config
         self.loaders: dict[str, DataLoader | ResidentBatches] = {}
+        self._build: PinnedBuild | None = None
         self._stats: FeatureStats | None = None
+
+    @property
+    def build(self) -> PinnedBuild:
+        """The build every loader of this module reads (resolved once)."""
+        if self._build is None:
+            self.config, self._build = self.config.pin()
+        return self._build
 
     @property
     def stats(self) -> FeatureStats:
         if self._stats is None:
-            self._stats = load_feature_stats(self.config.stats_uri)
+            self._stats = load_feature_stats(self.build)
         return self._stats
 
     def setup(self, stage: str) -> None:
@@ -388,8 +415,8 @@ class TripDataModule(L.LightningDataModule):
         device: torch.device = torch.device("cpu"),  # noqa: B008 (immutable)
     ) -> DataLoader | ResidentBatches:
         """A loader for one split: resident on the device when it fits the budget, else streamed."""
+        files = discover_split(self.build, split)
         config = self.config
-        files = discover_split(config.data, split)
         if files.num_rows == 0:
             raise LakeError(f"{files.uri} has no rows — check the dbt split fractions")
         train = split == "train"

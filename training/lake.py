@@ -1,7 +1,9 @@
-"""What training reads from the lake: paths, filesystems, the trip_features schema, feature_stats.
+"""What training reads from the lake: one pinned build's files, the trip_features schema, stats.
 
-Everything here works from Parquet metadata or tiny tables, so every DDP rank and DataLoader
-worker can call it and get the same answer without talking to the others.
+A run pins one published build (`lakehouse.builds.pin_build`) and reads only its snapshots'
+Parquet files. Everything here works from Iceberg metadata, Parquet footers or tiny tables, so
+every DDP rank and DataLoader worker can call it and get the same answer without talking to
+the others.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from lakehouse.builds import PinnedBuild
+from lakehouse.catalog import LakeError, local_path
 
 FEATURES = (
     "origin_lat",
@@ -35,8 +40,7 @@ TOLERATED_COLUMNS = frozenset(("split",))
 SPLITS = ("train", "validation", "test")
 
 
-class LakeError(RuntimeError):
-    """The lake is missing or does not match the data contract; the message says what to do."""
+__all__ = ["LakeError"]
 
 
 @dataclass(frozen=True)
@@ -108,13 +112,6 @@ def s3_filesystem(bucket: str) -> pafs.S3FileSystem:
     )
 
 
-def sibling(uri: str, name: str) -> str:
-    """`<uri>/../<name>` for local paths and s3 URIs (feature_stats beside trip_features)."""
-    if uri.startswith("s3://"):
-        return "s3://" + posixpath.join(posixpath.dirname(uri[5:].rstrip("/")), name)
-    return os.path.join(os.path.dirname(os.path.abspath(uri)), name)
-
-
 def is_data_file(path: str, root: str) -> bool:
     """Hive/Athena convention: a name under `root` starting with `_` or `.` is not data.
 
@@ -164,28 +161,52 @@ def check_columns(schema: pa.Schema, where: str) -> None:
         )
 
 
-def discover_split(data_uri: str, split: str) -> SplitFiles:
-    """Find the Parquet files of one split and read their footers (row counts, schema check)."""
-    uri = f"{data_uri.rstrip('/')}/split={split}"
-    filesystem, paths = list_parquet(uri)
+def split_files_of(uris: list[str], where: str) -> SplitFiles:
+    """Parquet files (URIs) with their row-group sizes, read from the footers; schema checked."""
     parts = []
-    for path in paths:
+    filesystem = None
+    for uri in uris:
+        filesystem, path = open_filesystem(local_path(uri))
         with filesystem.open_input_file(path) as handle:
             metadata = pq.ParquetFile(handle).metadata
-        check_columns(metadata.schema.to_arrow_schema(), path)
+        check_columns(metadata.schema.to_arrow_schema(), uri)
         rows = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
         parts.append(ParquetPart(path=path, row_group_rows=rows))
-    return SplitFiles(uri=uri, filesystem=filesystem, parts=tuple(parts))
+    if filesystem is None:
+        raise LakeError(f"no Parquet files in {where} — run `dbt build` first")
+    return SplitFiles(uri=where, filesystem=filesystem, parts=tuple(parts))
 
 
-def load_feature_stats(uri: str) -> FeatureStats:
-    """Read feature_stats (one row per column, computed on the train split by dbt)."""
-    filesystem, paths = list_parquet(uri)
-    columns = ["feature_name", "mean_value", "std_value"]
+def discover_split(build: PinnedBuild, split: str) -> SplitFiles:
+    """The files of one split of trip_features in the pinned build."""
+    files = build.data_files("trip_features", split)
+    where = f"{build.lake_root}/trip_features@{build.snapshot_id} split={split}"
+    if not files:
+        raise LakeError(f"{where} has no rows — check the dbt split fractions")
+    return split_files_of([f.uri for f in files], where)
+
+
+def folder_split(data_uri: str, split: str) -> SplitFiles:
+    """One split of a plain Parquet folder `<data_uri>/split=<name>/` (no catalog, no pinning).
+
+    Only for comparing the lake against plain Parquet (benchmarks); runs read `discover_split`.
+    """
+    _, paths = list_parquet(f"{data_uri.rstrip('/')}/split={split}")
+    scheme = "s3://" if data_uri.startswith("s3://") else ""
+    return split_files_of([scheme + path for path in paths], data_uri)
+
+
+def load_feature_stats(build: PinnedBuild) -> FeatureStats:
+    """Read feature_stats of the pinned build (one row per column, on the train split)."""
     tables = []
-    for path in paths:
+    columns = ["feature_name", "mean_value", "std_value"]
+    for data_file in build.data_files("feature_stats"):
+        filesystem, path = open_filesystem(local_path(data_file.uri))
         with filesystem.open_input_file(path) as handle:
             tables.append(pq.read_table(handle, columns=columns))
+    uri = f"{build.lake_root}/feature_stats@{build.snapshots['feature_stats']}"
+    if not tables:
+        raise LakeError(f"{uri} is empty — rebuild it with `dbt build`")
     table = pa.concat_tables(tables)
     names = table.column("feature_name").to_pylist()
     means = pc.cast(table.column("mean_value"), pa.float64()).to_pylist()

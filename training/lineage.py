@@ -1,13 +1,16 @@
-"""Where a model came from: the dbt invocation, the Parquet files and rows, the git commit."""
+"""Where a model came from: the pinned lake build, its Parquet files and rows, the git commit."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import mlflow
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+
+from lakehouse.builds import PinnedBuild
 from training.lake import SplitFiles
 
 
@@ -20,24 +23,6 @@ class Lineage:
 
     def as_json(self) -> str:
         return json.dumps({"tags": self.tags, "files": self.files}, indent=2)
-
-
-def dbt_tags(target_dir: Path) -> dict[str, str]:
-    """Invocation id and artifact checksums of the last `dbt build`, if its target/ is here."""
-    tags: dict[str, str] = {}
-    run_results = target_dir / "run_results.json"
-    manifest = target_dir / "manifest.json"
-    if run_results.is_file():
-        metadata = json.loads(run_results.read_text()).get("metadata", {})
-        tags["dbt.invocation_id"] = str(metadata.get("invocation_id"))
-        tags["dbt.generated_at"] = str(metadata.get("generated_at"))
-    if manifest.is_file():
-        data = manifest.read_bytes()
-        tags["dbt.manifest_sha256"] = hashlib.sha256(data).hexdigest()
-        tags.setdefault(
-            "dbt.invocation_id", str(json.loads(data).get("metadata", {}).get("invocation_id"))
-        )
-    return tags or {"dbt.invocation_id": "unknown (no dbt target/ artifacts found)"}
 
 
 def git_tags() -> dict[str, str]:
@@ -53,9 +38,13 @@ def git_tags() -> dict[str, str]:
     return {"git.commit": commit, "git.dirty": str(bool(git("status", "--porcelain")))}
 
 
-def collect_lineage(data_uri: str, splits: dict[str, SplitFiles], dbt_target: Path) -> Lineage:
-    """Lineage of one training dataset: dbt, git, and every Parquet file with its row count."""
-    tags = {"data.uri": data_uri, **dbt_tags(dbt_target), **git_tags()}
+def collect_lineage(data_uri: str, build: PinnedBuild, splits: dict[str, SplitFiles]) -> Lineage:
+    """Lineage of one training dataset: the build (snapshot, dbt invocation), git, every file.
+
+    The dbt invocation id comes from the snapshot's summary, i.e. from the build that really
+    wrote the data, not from whatever `dbt_project/target/` holds now.
+    """
+    tags = {"data.uri": data_uri, **build.describe(), **git_tags()}
     files = []
     for split, split_files in splits.items():
         tags[f"data.{split}.rows"] = str(split_files.num_rows)
@@ -65,3 +54,14 @@ def collect_lineage(data_uri: str, splits: dict[str, SplitFiles], dbt_target: Pa
             for part in split_files.parts
         ]
     return Lineage(tags=tags, files=files)
+
+
+def log_dataset(build: PinnedBuild, lineage: Lineage) -> None:
+    """Record the pinned trip_features snapshot as the active run's input dataset."""
+    dataset = MetaDataset(
+        source=resolve_dataset_source(f"{build.lake_root}/trip_features"),
+        name=f"dc_taxi.trip_features@{build.snapshot_id}",
+        digest=str(build.snapshot_id)[-8:],
+    )
+    rows = {key: value for key, value in lineage.tags.items() if key.endswith(".rows")}
+    mlflow.log_input(dataset, context="training", tags=rows)

@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import lightning as L
@@ -30,9 +31,10 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from lakehouse.builds import PinnedBuild
 from training.data import DataConfig, ShuffleEachEpoch, TripDataModule
 from training.lake import SPLITS, LakeError, discover_split, head_features
-from training.lineage import Lineage, collect_lineage
+from training.lineage import Lineage, collect_lineage, log_dataset
 from training.model import OPTIMIZERS, SCHEDULERS, FareRegressor, ModelConfig
 from training.tracking import MLflowEpochMetrics, configure_tracking, flat_params, log_fare_model
 
@@ -58,7 +60,6 @@ class TrainConfig:
     tracking_uri: str | None = None
     experiment: str = "dc-taxi"
     run_name: str | None = None
-    dbt_target: str = "dbt_project/target"
     progress: bool = True
 
 
@@ -187,15 +188,32 @@ def fit(
             if log_model:
                 best_path = checkpoint.best_model_path
                 best = FareRegressor.load_from_checkpoint(best_path, map_location="cpu")
-                example = head_features(discover_split(config.data.data, "validation"))
+                example = head_features(discover_split(datamodule.build, "validation"))
                 log_fare_model(best, example)
     return metrics
 
 
-def dataset_lineage(config: TrainConfig) -> Lineage:
+def dataset_lineage(config: TrainConfig, build: PinnedBuild) -> Lineage:
     """Check every split is there (failing early with the fix) and describe it for MLflow."""
-    splits = {split: discover_split(config.data.data, split) for split in SPLITS}
-    return collect_lineage(config.data.data, splits, Path(config.dbt_target))
+    splits = {split: discover_split(build, split) for split in SPLITS}
+    return collect_lineage(config.data.data, build, splits)
+
+
+# DDP: the processes Lightning launches for ranks > 0 rerun this command; rank 0 passes them
+# the snapshot it pinned, so every rank reads the same build.
+PINNED_SNAPSHOT_ENV = "DC_TAXI_PINNED_SNAPSHOT"
+
+
+def pin_lake(config: TrainConfig) -> tuple[TrainConfig, PinnedBuild]:
+    """Resolve the lake build once for the whole run (every epoch, every rank)."""
+    data = config.data
+    if rank_zero_only.rank != 0 and data.snapshot_id is None:
+        pinned = os.environ.get(PINNED_SNAPSHOT_ENV)
+        data = replace(data, snapshot_id=int(pinned) if pinned else None, as_of=None)
+    data, build = data.pin()
+    if rank_zero_only.rank == 0:
+        os.environ[PINNED_SNAPSHOT_ENV] = str(build.snapshot_id)
+    return replace(config, data=data), build
 
 
 RUN_ID_FILE = "mlflow_run_id"
@@ -211,7 +229,8 @@ def resumed_run_id(config: TrainConfig) -> str | None:
 
 def run(config: TrainConfig) -> dict[str, float]:
     """One tracked run: lineage, params, training, model (a resumed run continues its own)."""
-    lineage = dataset_lineage(config)
+    config, build = pin_lake(config)
+    lineage = dataset_lineage(config, build)
     if rank_zero_only.rank != 0:  # DDP worker processes train but do not track
         return fit(config)
     configure_tracking(config.tracking_uri, config.experiment)
@@ -226,13 +245,27 @@ def run(config: TrainConfig) -> dict[str, float]:
             (Path(config.checkpoint_dir) / RUN_ID_FILE).write_text(active.info.run_id)
         mlflow.log_params(flat_params(config))
         mlflow.log_text(lineage.as_json(), "lineage.json")
+        log_dataset(build, lineage)
         return fit(config)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--data", default=DataConfig.data, help="trip_features root (path or s3://)")
-    group.add_argument("--stats", help="feature_stats root; None: <data>/../feature_stats")
+    group.add_argument(
+        "--data",
+        default=DataConfig.data,
+        help="trip_features' location (<lake_path>/trip_features, a folder or s3://): its "
+        "catalog table's current published build is read",
+    )
+    pin = group.add_mutually_exclusive_group()
+    pin.add_argument(
+        "--snapshot",
+        type=int,
+        help="read this trip_features snapshot (an older build; `python -m lakehouse builds`)",
+    )
+    pin.add_argument(
+        "--as-of", help="read the build that was current at this ISO 8601 time (UTC if no zone)"
+    )
     group.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     group.add_argument(
         "--resident-mb",
@@ -270,9 +303,6 @@ def add_run_arguments(parser: argparse.ArgumentParser, max_epochs: int) -> None:
         "--tracking-uri", help="MLflow URI; None: $MLFLOW_TRACKING_URI or sqlite data/mlflow.db"
     )
     group.add_argument("--experiment", default=TrainConfig.experiment, help="MLflow experiment")
-    group.add_argument(
-        "--dbt-target", default=TrainConfig.dbt_target, help="dbt target/ dir, for lineage"
-    )
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -342,7 +372,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
     data = DataConfig(
         data=args.data,
-        stats=args.stats,
+        snapshot_id=args.snapshot,
+        as_of=args.as_of,
         batch_size=getattr(args, "batch_size", DataConfig.batch_size),
         eval_batch_size=args.eval_batch_size,
         num_workers=args.num_workers,
@@ -368,7 +399,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         tracking_uri=args.tracking_uri,
         experiment=args.experiment,
         run_name=getattr(args, "run_name", None),
-        dbt_target=args.dbt_target,
         progress=not getattr(args, "no_progress", False),
     )
 

@@ -28,9 +28,10 @@ from optuna.storages import BaseStorage
 from optuna.study import MaxTrialsCallback
 from optuna_integration import PyTorchLightningPruningCallback
 
+from lakehouse.builds import PinnedBuild
 from training.data import TripDataModule
 from training.lake import LakeError, discover_split, head_features
-from training.lineage import Lineage
+from training.lineage import Lineage, log_dataset
 from training.model import OPTIMIZERS, FareRegressor
 from training.study import (
     DONE,
@@ -52,11 +53,13 @@ from training.train import (
     config_from_args,
     dataset_lineage,
     fit,
+    pin_lake,
 )
 
 PRUNERS = ("median", "hyperband", "none")
 CHAMPION = "champion"
 PARENT_ATTR = "mlflow_parent_run_id"
+SNAPSHOT_ATTR = "lake_snapshot_id"  # the trip_features snapshot every trial of the study reads
 PARENT_WAIT_S = 30.0  # how long a worker waits for the study's creator to record the parent run
 
 
@@ -183,8 +186,8 @@ def retried_trial_number(trial: optuna.Trial) -> int | None:
 class Objective:
     """Train one trial as a child run of the study's parent run; return its best val RMSE."""
 
-    def __init__(self, tune: TuneConfig, parent_id: str, lineage: Lineage):
-        self.tune, self.parent_id, self.lineage = tune, parent_id, lineage
+    def __init__(self, tune: TuneConfig, parent_id: str, build: PinnedBuild, lineage: Lineage):
+        self.tune, self.parent_id, self.build, self.lineage = tune, parent_id, build, lineage
 
     def __call__(self, trial: optuna.Trial) -> float:
         worker = worker_label()
@@ -206,6 +209,7 @@ class Objective:
         trial.set_user_attr(RUN_ATTR, run.info.run_id)
         trial_params = {f"trial.{name}": value for name, value in trial.params.items()}
         mlflow.log_params({**flat_params(config), **trial_params})
+        log_dataset(self.build, self.lineage)
         state, status = "FAIL", "FAILED"
         try:
             pruning = PyTorchLightningPruningCallback(trial, monitor="val_rmse")
@@ -253,7 +257,8 @@ def crown_best_trial(study: optuna.Study, tune: TuneConfig) -> dict[str, float]:
     test_rmse = evaluate_on_test(tune, model)
     with mlflow.start_run(run_id=run_id, nested=True):
         mlflow.log_metric("test_rmse", test_rmse)
-        example = head_features(discover_split(tune.base.data.data, "validation"))
+        _, build = tune.base.data.pin()
+        example = head_features(discover_split(build, "validation"))
         info = log_fare_model(model, example)
     version = mlflow.register_model(info.model_uri, tune.model_name)
     client.set_registered_model_alias(tune.model_name, CHAMPION, version.version)
@@ -287,7 +292,9 @@ def study_summary(study: optuna.Study) -> dict[str, float]:
     return {f"trials_{state}": float(states.count(state)) for state in sorted(set(states))}
 
 
-def optimize(study: optuna.Study, tune: TuneConfig, parent_id: str, lineage: Lineage) -> None:
+def optimize(
+    study: optuna.Study, tune: TuneConfig, parent_id: str, build: PinnedBuild, lineage: Lineage
+) -> None:
     """Run trials until `n_trials` here, `timeout`, or the study-wide `max_trials` cap."""
     callbacks = []
     if tune.max_trials is not None:
@@ -296,7 +303,7 @@ def optimize(study: optuna.Study, tune: TuneConfig, parent_id: str, lineage: Lin
         # Checked after each trial: with K workers the study can end up to K-1 trials over.
         callbacks.append(MaxTrialsCallback(tune.max_trials, states=DONE))
     study.optimize(
-        Objective(tune, parent_id, lineage),
+        Objective(tune, parent_id, build, lineage),
         n_trials=tune.n_trials,
         timeout=tune.timeout,
         catch=(FloatingPointError,),  # a diverged trial fails; the study goes on
@@ -305,10 +312,30 @@ def optimize(study: optuna.Study, tune: TuneConfig, parent_id: str, lineage: Lin
     )
 
 
-def log_parent_lineage(tune: TuneConfig, lineage: Lineage) -> None:
-    """Tags and lineage of the active parent run (never the storage password)."""
+def log_parent_lineage(tune: TuneConfig, build: PinnedBuild, lineage: Lineage) -> None:
+    """Tags, lineage and dataset of the active parent run (never the storage password)."""
     mlflow.set_tags({**lineage.tags, "optuna.storage": masked(tune.storage)})
     mlflow.log_text(lineage.as_json(), "lineage.json")
+    log_dataset(build, lineage)
+
+
+def check_study_snapshot(study: optuna.Study, tune: TuneConfig, build: PinnedBuild) -> None:
+    """A study reads one lake build for good: record it, or refuse to resume on another."""
+    recorded = study.user_attrs.get(SNAPSHOT_ATTR)
+    if recorded is None:
+        study.set_user_attr(SNAPSHOT_ATTR, build.snapshot_id)
+    elif int(recorded) != build.snapshot_id:
+        raise LakeError(
+            f"study {tune.study_name} was tuned on lake snapshot {recorded}, but this run would "
+            f"read snapshot {build.snapshot_id} (build {build.invocation_id}) — resume it with "
+            f"--snapshot {recorded}, or start a new study on this build with --study-name <new>"
+        )
+
+
+def pin_study(tune: TuneConfig) -> tuple[TuneConfig, PinnedBuild, Lineage]:
+    """Pin the lake build once for the whole study: every trial and worker reads it."""
+    base, build = pin_lake(tune.base)
+    return replace(tune, base=base), build, dataset_lineage(base, build)
 
 
 def finish_study(study: optuna.Study, tune: TuneConfig, parent_id: str) -> dict[str, float]:
@@ -334,15 +361,16 @@ def run(tune: TuneConfig) -> dict[str, float]:
     A worker (`crown=False`) only runs trials: it leaves the parent run and the champion to
     the launcher that started it.
     """
-    lineage = dataset_lineage(tune.base)
+    tune, build, lineage = pin_study(tune)
     experiment_id = configure_tracking(tune.base.tracking_uri, tune.base.experiment)
     study, _, parent_id = prepare_study(tune, experiment_id)
+    check_study_snapshot(study, tune, build)
     if not tune.crown:
-        optimize(study, tune, parent_id, lineage)
+        optimize(study, tune, parent_id, build, lineage)
         return study_summary(study)
     with mlflow.start_run(run_id=parent_id):
-        log_parent_lineage(tune, lineage)
-        optimize(study, tune, parent_id, lineage)
+        log_parent_lineage(tune, build, lineage)
+        optimize(study, tune, parent_id, build, lineage)
         return finish_study(study, tune, parent_id)
 
 

@@ -44,14 +44,15 @@ from training.study import (
     worker_label,
 )
 from training.tracking import configure_tracking
-from training.train import dataset_lineage
 from training.tune import (
     NoCompletedTrial,
     TuneConfig,
     build_parser,
+    check_study_snapshot,
     finish_study,
     log_parent_lineage,
     one_device_error,
+    pin_study,
     prepare_study,
     storage_error,
     tune_config_from_args,
@@ -223,14 +224,15 @@ def describe_exit(code: int) -> str:
 
 def run(args: argparse.Namespace, tune: TuneConfig, worker_argv: list[str]) -> dict[str, float]:
     """Prepare the study once, run the workers to the target, crown the best trial."""
-    lineage = dataset_lineage(tune.base)
+    tune, build, lineage = pin_study(tune)
     experiment_id = configure_tracking(tune.base.tracking_uri, tune.base.experiment)
     study, storage, parent_id = prepare_study(tune, experiment_id)
+    check_study_snapshot(study, tune, build)
     done = finished_count(study)
     target = tune.max_trials if tune.max_trials is not None else done + (tune.n_trials or 0)
     launcher = Launcher(
         tune=tune,
-        worker_argv=worker_argv,
+        worker_argv=pinned_argv(worker_argv, build.snapshot_id),
         workers=args.workers,
         threads=args.threads,
         max_restarts=args.max_restarts,
@@ -239,7 +241,7 @@ def run(args: argparse.Namespace, tune: TuneConfig, worker_argv: list[str]) -> d
         storage=storage,
     )
     with mlflow.start_run(run_id=parent_id):
-        log_parent_lineage(tune, lineage)
+        log_parent_lineage(tune, build, lineage)
         mlflow.set_tag("optuna.workers", str(args.workers))
         print(f"study {tune.study_name}: {done} trials done, running to {target}", flush=True)
         if done < target:
@@ -259,6 +261,20 @@ def run(args: argparse.Namespace, tune: TuneConfig, worker_argv: list[str]) -> d
             " (see their errors above); rerun the same command to go on"
         )
     return result
+
+
+def pinned_argv(argv: Sequence[str], snapshot_id: int) -> list[str]:
+    """The workers' arguments with the launcher's pinned snapshot instead of --snapshot/--as-of:
+    every worker reads the build the launcher resolved, whatever is published meanwhile."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in ("--snapshot", "--as-of"):
+            skip = True
+        elif not token.startswith(("--snapshot=", "--as-of=")):
+            kept.append(token)
+    return [*kept, "--snapshot", str(snapshot_id)]
 
 
 class WorkersFailed(RuntimeError):

@@ -81,12 +81,12 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, poll: float
 
 @pytest.fixture(scope="session")
 def small_lake(tmp_path_factory) -> Path:
-    return write_lake(tmp_path_factory.mktemp("small_lake"), SMALL_LAYOUT)
+    return write_lake(tmp_path_factory.mktemp("small") / "lake", SMALL_LAYOUT)
 
 
 @pytest.fixture(scope="session")
 def long_lake(tmp_path_factory) -> Path:
-    return write_lake(tmp_path_factory.mktemp("long_lake"), LONG_LAYOUT)
+    return write_lake(tmp_path_factory.mktemp("long") / "lake", LONG_LAYOUT)
 
 
 def require_postgres() -> None:

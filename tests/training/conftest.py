@@ -1,4 +1,4 @@
-"""Small trip_features / feature_stats lakes in exactly the dbt output layout.
+"""Small trip_features / feature_stats lakes published like a dbt build: Iceberg tables.
 
 Several files per split and small row groups, so sharding across row groups, files, workers
 and ranks is exercised. With `label="row_id"` the fare is the row's global index, which lets a
@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from lakehouse.publish import publish_folders
 from training.lake import FEATURES, LABEL
 
 NOISE_STD = 0.5
@@ -59,9 +60,9 @@ def make_trips(first_id: int, n: int, label: str, rng: np.random.Generator) -> p
     return pa.table({"trip_key": keys, LABEL: fare, **columns})
 
 
-def write_feature_stats(lake: Path, train: pa.Table) -> None:
+def write_feature_stats(folder: Path, train: pa.Table) -> None:
     """feature_stats as dbt writes it: one row per feature and the label, train split only."""
-    names = [*FEATURES, LABEL]
+    names = [name for name in (*FEATURES, LABEL) if name in train.column_names]
     values = [train.column(name).to_numpy().astype(np.float64) for name in names]
     table = pa.table(
         {
@@ -73,45 +74,59 @@ def write_feature_stats(lake: Path, train: pa.Table) -> None:
             "max_value": [float(v.max()) for v in values],
         }
     )
-    (lake / "feature_stats").mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, lake / "feature_stats" / "part-0.parquet")
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / "part-0.parquet")
 
 
-def write_lake(lake: Path, layout: Layout, label: str = "fare", seed: int = 0) -> Path:
-    """Write `<lake>/trip_features/split=*/part-*.parquet` and `<lake>/feature_stats/`.
+def write_lake(
+    lake: Path, layout: Layout, label: str = "fare", seed: int = 0, build: str = "build-1"
+) -> Path:
+    """Write trip_features (files per split, one row group per entry of `layout`) and
+    feature_stats as Parquet and publish them as build `build` of the lake at `lake`.
 
-    Returns the trip_features path (what `--data` takes).
+    Returns the trip_features location (what `--data` takes). Calling it again with another
+    `build` (and seed) publishes a second build of the same lake. The catalog is the default
+    one, `catalog.db` in `lake`'s parent folder: give every lake a folder of its own.
     """
     rng = np.random.default_rng(seed)
     next_id = 0
     train_tables = []
+    features_folder = lake / "trip_features" / "data" / build
     for split, files in layout.items():
-        directory = lake / "trip_features" / f"split={split}"
+        directory = features_folder / f"split={split}"
         directory.mkdir(parents=True, exist_ok=True)
         for i, row_groups in enumerate(files):
             tables = []
             for rows in row_groups:
-                tables.append(make_trips(next_id, rows, label, rng))
+                trips = make_trips(next_id, rows, label, rng)
+                tables.append(trips.append_column("split", pa.array([split] * rows)))
                 next_id += rows
             with pq.ParquetWriter(directory / f"part-{i}.parquet", tables[0].schema) as writer:
                 for table in tables:
                     writer.write_table(table)  # one row group per table
             if split == "train":
                 train_tables.extend(tables)
-    write_feature_stats(lake, pa.concat_tables(train_tables))
+    stats_folder = lake / "feature_stats" / "data" / build
+    write_feature_stats(stats_folder, pa.concat_tables(train_tables))
+    publish_folders(
+        str(lake),
+        build,
+        {"trip_features": str(features_folder), "feature_stats": str(stats_folder)},
+        partition_by={"trip_features": "split"},
+    )
     return lake / "trip_features"
 
 
 @pytest.fixture(scope="session")
 def fare_lake(tmp_path_factory) -> Path:
     """A lake whose fares follow `known_fare` plus N(0, NOISE_STD) noise."""
-    return write_lake(tmp_path_factory.mktemp("fare_lake"), SMALL_LAYOUT, label="fare")
+    return write_lake(tmp_path_factory.mktemp("fare") / "lake", SMALL_LAYOUT, label="fare")
 
 
 @pytest.fixture(scope="session")
 def id_lake(tmp_path_factory) -> Path:
     """A lake whose fare is the row's global index, to identify rows."""
-    return write_lake(tmp_path_factory.mktemp("id_lake"), SMALL_LAYOUT, label="row_id")
+    return write_lake(tmp_path_factory.mktemp("ids") / "lake", SMALL_LAYOUT, label="row_id")
 
 
 @pytest.fixture(scope="session", autouse=True)

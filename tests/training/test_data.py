@@ -15,15 +15,25 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from tests.training.conftest import write_lake
-from training.data import DataConfig, ParquetBatches, ResidentBatches, TripDataModule
+from lakehouse.builds import PinnedBuild, pin_build
+from training.data import (
+    TRAINING_MARTS,
+    DataConfig,
+    ParquetBatches,
+    ResidentBatches,
+    TripDataModule,
+)
 from training.lake import FEATURES, discover_split, load_feature_stats
 from training.plan import epoch_order, plan_shard, shard_bounds
 
 
+def pinned(data: Path) -> PinnedBuild:
+    return pin_build(str(data), marts=TRAINING_MARTS)
+
+
 def stream(data: Path, split: str = "train", **kwargs) -> ParquetBatches:
-    files = discover_split(str(data), split)
-    stats = load_feature_stats(str(data.parent / "feature_stats"))
-    return ParquetBatches(files, stats, **kwargs)
+    build = pinned(data)
+    return ParquetBatches(discover_split(build, split), load_feature_stats(build), **kwargs)
 
 
 def real_ids(batches) -> list[int]:
@@ -68,7 +78,7 @@ def test_every_row_once_with_equal_batches_per_rank(
     layout, world_size, num_workers, batch_size, buffer_rows, shuffle, epoch
 ):
     with tempfile.TemporaryDirectory() as folder:
-        data = write_lake(Path(folder), {"train": layout}, label="row_id")
+        data = write_lake(Path(folder) / "lake", {"train": layout}, label="row_id")
         total = sum(map(sum, layout))
         ids, batches_per_rank = [], []
         for rank in range(world_size):
@@ -138,8 +148,8 @@ def test_epoch_reaches_persistent_workers(id_lake):
 
 
 def test_features_normalised_with_train_stats_and_label_in_dollars(id_lake):
-    raw = pq.read_table(id_lake / "split=validation").to_pandas().set_index("fare_amount")
-    stats = load_feature_stats(str(id_lake.parent / "feature_stats"))
+    raw = pq.read_table(id_lake / "data" / "build-1" / "split=validation").to_pandas().set_index("fare_amount")
+    stats = load_feature_stats(pinned(id_lake))
     mean, std = np.array(stats.mean), np.array(stats.std)
     for x, y, w in stream(id_lake, "validation", batch_size=300, shuffle=True, seed=0):
         rows = raw.loc[y[w > 0].numpy().astype(np.float64), list(FEATURES)].to_numpy()
@@ -152,8 +162,8 @@ def test_features_normalised_with_train_stats_and_label_in_dollars(id_lake):
 
 @pytest.mark.parametrize("world_size", [1, 3])
 def test_resident_batches_shard_pad_and_reshuffle(id_lake, world_size):
-    files = discover_split(str(id_lake), "train")
-    stats = load_feature_stats(str(id_lake.parent / "feature_stats"))
+    files = discover_split(pinned(id_lake), "train")
+    stats = load_feature_stats(pinned(id_lake))
     loaders = [
         ResidentBatches.load(
             files,
@@ -184,7 +194,7 @@ def test_resident_and_streamed_batches_hold_the_same_values(id_lake):
     streamed = stream(id_lake, "test", batch_size=64, shuffle=False)
     resident = ResidentBatches.load(
         streamed.files,
-        load_feature_stats(str(id_lake.parent / "feature_stats")),
+        load_feature_stats(pinned(id_lake)),
         torch.device("cpu"),
         batch_size=64,
         shuffle=False,

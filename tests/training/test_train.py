@@ -8,18 +8,9 @@ import mlflow
 import numpy as np
 import pytest
 
+from lakehouse.builds import pin_build
 from training import train
-
-
-@pytest.fixture
-def dbt_target(tmp_path):
-    """dbt artifacts as `dbt build` leaves them (only the fields lineage reads)."""
-    target = tmp_path / "target"
-    target.mkdir()
-    metadata = {"invocation_id": "1b7c-test-invocation", "generated_at": "2026-11-26T00:00:00Z"}
-    (target / "run_results.json").write_text(json.dumps({"metadata": metadata, "results": []}))
-    (target / "manifest.json").write_text(json.dumps({"metadata": metadata, "nodes": {}}))
-    return target
+from training.data import TRAINING_MARTS
 
 
 def tracking_uri(tmp_path) -> str:
@@ -28,13 +19,10 @@ def tracking_uri(tmp_path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("streamed", [False, True], ids=["resident", "streamed"])
-def test_train_logs_params_curves_lineage_and_a_servable_model(
-    fare_lake, tmp_path, dbt_target, streamed
-):
+def test_train_logs_params_curves_lineage_and_a_servable_model(fare_lake, tmp_path, streamed):
     argv = [
         "--data", str(fare_lake),
         "--tracking-uri", tracking_uri(tmp_path),
-        "--dbt-target", str(dbt_target),
         "--max-epochs", "3",
         "--batch-size", "512",
         "--hidden-sizes", "32,16",
@@ -55,12 +43,17 @@ def test_train_logs_params_curves_lineage_and_a_servable_model(
         m.value for m in client.get_metric_history(run.info.run_id, "val_rmse")
     )
     tags = run.data.tags
-    assert tags["dbt.invocation_id"] == "1b7c-test-invocation"
-    assert len(tags["dbt.manifest_sha256"]) == 64
+    # Lineage from the snapshot itself: the build (invocation) that published the data.
+    build = pin_build(str(fare_lake), marts=TRAINING_MARTS)
+    assert tags["dbt.invocation_id"] == "build-1" == build.invocation_id
+    assert tags["lake.snapshot_id"] == str(build.snapshot_id)
     assert tags["data.train.rows"] == "6000" and tags["data.test.files"] == "2"
     assert "git.commit" in tags
     lineage = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/lineage.json"))
     assert sum(f["rows"] for f in lineage["files"] if f["split"] == "validation") == 1000
+    (dataset,) = client.get_run(run.info.run_id).inputs.dataset_inputs
+    assert dataset.dataset.name == f"dc_taxi.trip_features@{build.snapshot_id}"
+    assert {tag.key: tag.value for tag in dataset.tags}["data.train.rows"] == "6000"
 
     (model,) = mlflow.search_logged_models(
         experiment_ids=[run.info.experiment_id], output_format="list"
@@ -76,5 +69,5 @@ def test_train_without_data_says_run_dbt_build(tmp_path, capsys):
     argv = ["--data", str(tmp_path / "lake" / "trip_features"), "--no-progress"]
     assert train.main([*argv, "--tracking-uri", tracking_uri(tmp_path)]) == 2
     error = capsys.readouterr().err
-    assert "no Parquet files under" in error and "run `dbt build` first" in error
+    assert "no lake catalog at" in error and "run `dbt build` first" in error
     assert not (tmp_path / "mlflow.db").exists()  # failed before touching MLflow
