@@ -1,4 +1,4 @@
-"""dbt-duckdb plugin: local folders, and the lake's write–audit–publish in Python.
+"""dbt-duckdb plugin: local folders, and the lake's write-audit-publish in Python.
 
 Registers scalar functions the dbt macros in ``macros/lake.sql`` call:
 
@@ -105,9 +105,7 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn):
         def register(name, function, arity):
-            conn.create_function(
-                name, function, ["VARCHAR"] * arity, "VARCHAR", side_effects=True
-            )
+            conn.create_function(name, function, ["VARCHAR"] * arity, "VARCHAR", side_effects=True)
 
         register("lake_ensure_dir", lake_ensure_dir, 1)
         register("lake_begin", self.lake_begin, 2)
