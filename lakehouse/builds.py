@@ -182,16 +182,18 @@ def list_builds(data_uri: str, catalog: Catalog | None = None) -> list[dict[str,
     lake_root, mart = split_data_uri(data_uri)
     table = load_mart(catalog or open_catalog(lake_root, create=False), lake_root, mart)
     current = table.metadata.current_snapshot_id
+    published = published_snapshots(table)
     builds = []
-    for sid, ms in published_snapshots(table):
+    for position, (sid, ms) in enumerate(published):
         snapshot = table.metadata.snapshot_by_id(sid)
+        is_current = sid == current and position == len(published) - 1
         builds.append(
             {
                 "snapshot_id": str(sid),
                 "dbt_invocation_id": invocation_id(snapshot),
                 "published_at": _iso(ms),
                 "rows": snapshot.summary.additional_properties.get("total-records", "?"),
-                "current": "yes" if sid == current else "",
+                "current": "yes" if is_current else "",
             }
         )
     return builds

@@ -8,7 +8,7 @@ import mlflow
 import pytest
 
 from tests.conftest import DbtProject, generate_raw
-from tests.pipeline.outputs import read_mart
+from tests.pipeline.outputs import current_build, read_mart
 from training import train, tune
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,6 @@ def _common_argv(project: DbtProject, tmp_path) -> list[str]:
     return [
         "--data", str(project.lake / "trip_features"),
         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "--dbt-target", str(project.root / "dbt_target"),
         "--max-epochs", "2",
     ]  # fmt: skip
 
@@ -35,6 +34,8 @@ def test_train_and_tune_read_what_dbt_build_wrote(lake, tmp_path):
     invocation_id = json.loads((lake.root / "dbt_target" / "run_results.json").read_text())[
         "metadata"
     ]["invocation_id"]
+    # The build dbt published is the one the lake serves, and the one every run records.
+    assert current_build(lake.lake).invocation_id == invocation_id
     rows = {
         split: sum(1 for row in read_mart(lake.lake, "trip_features") if row["split"] == split)
         for split in ("train", "validation")

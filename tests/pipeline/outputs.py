@@ -1,13 +1,30 @@
-"""Read the marts the way their consumers do: Parquet only, no database."""
+"""Read the marts the way their consumers do: the lake's current published build, no database."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.dataset as ds
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakehouse.builds import PinnedBuild, pin_build
+from training.lake import open_filesystem
 
 
-def read_mart(lake: Path, name: str) -> list[dict]:
-    partitioning = "hive" if name == "trip_features" else None
-    dataset = ds.dataset(lake / name, format="parquet", partitioning=partitioning)
-    return dataset.to_table().to_pylist()
+def current_build(lake: Path | str) -> PinnedBuild:
+    return pin_build(f"{str(lake).rstrip('/')}/trip_features")
+
+
+def read_table(build: PinnedBuild, name: str) -> pa.Table:
+    """Every row of one mart in a pinned build."""
+    tables = []
+    for data_file in build.data_files(name):
+        filesystem, path = open_filesystem(data_file.uri.removeprefix("file://"))
+        with filesystem.open_input_file(path) as handle:
+            tables.append(pq.read_table(handle))
+    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+
+
+def read_mart(lake: Path | str, name: str) -> list[dict]:
+    """Every row of one mart in the lake's current published build."""
+    return read_table(current_build(lake), name).to_pylist()
