@@ -1,4 +1,4 @@
-"""Write every report page: `python -m reports [--out-dir data/reports]`.
+"""Write every report page: `python -m reports [--out-dir data/reports] [--snapshot ID]`.
 
 Prints the path of each page written. A page whose inputs are missing is skipped with one line
 saying what to run first, and the exit status is then 2.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reports import data_quality, tuning
-from reports.marts import MissingMarts
+from reports.marts import LakeError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tuning.quiet_optuna()
     status = 0
     try:
-        print(
-            data_quality.write_report(
-                args.lake, args.dbt_target, args.out_dir / "data_quality.html"
-            )
-        )
-    except MissingMarts as error:
+        print(data_quality.write_report_from_args(args, args.out_dir / "data_quality.html"))
+    except LakeError as error:
         print(f"error: {error}", file=sys.stderr)
         status = 2
     try:

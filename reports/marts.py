@@ -1,33 +1,114 @@
-"""Read the dbt marts straight from their Parquet files with DuckDB: no warehouse needed."""
+"""Read one published build of the marts with DuckDB: its snapshots' Parquet files, nothing else.
+
+A report pins the build once (`open_build`) and reads every mart through it, so all its numbers
+come from the same `dbt build` whatever is published meanwhile. Files in a mart's folder that
+the build's snapshot does not list (older builds, failed or killed builds) are never read.
+"""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
+from pyiceberg.table import Table
 
+from lakehouse.builds import PinnedBuild, pin_build
+from lakehouse.catalog import LakeError, local_path
 from training.lake import FEATURES, LABEL, SPLITS
 
 # The label first, then the 8 features: every column whose distribution the reports show.
 COLUMNS = (LABEL, *FEATURES)
-__all__ = ["COLUMNS", "FEATURES", "LABEL", "SPLITS", "MissingMarts", "connect", "scan"]
+__all__ = [
+    "COLUMNS",
+    "FEATURES",
+    "LABEL",
+    "SPLITS",
+    "LakeError",
+    "MissingMarts",
+    "add_build_arguments",
+    "as_of_time",
+    "connect",
+    "open_build",
+    "parquet_source",
+    "scan",
+]
 
 
-class MissingMarts(RuntimeError):
-    """A mart has no Parquet files; the message names the folder and the fix."""
+class MissingMarts(LakeError):
+    """A mart or split the report needs is not in the lake; the message names the fix."""
 
 
-def require_parquet(folder: Path) -> None:
-    """Fail naming the fix when `folder` holds no Parquet file (at any depth)."""
-    if not folder.is_dir() or next(folder.rglob("*.parquet"), None) is None:
-        raise MissingMarts(f"no Parquet files under {folder} — run `dbt build` first")
+def open_build(
+    lake: Path | str, snapshot_id: int | None = None, as_of: datetime | None = None
+) -> PinnedBuild:
+    """The published build a report reads: the current one, or `snapshot_id` / `as_of`'s.
+
+    Raises LakeError naming the fix when the lake, its catalog or a mart is missing.
+    """
+    return pin_build(f"{str(lake).rstrip('/')}/trip_features", snapshot_id, as_of)
 
 
-def scan(folder: Path) -> str:
-    """SQL for reading every Parquet file under `folder`; `split=` folders become a column."""
-    require_parquet(folder)
-    pattern = str(folder.resolve() / "**" / "*.parquet").replace("'", "''")
-    return f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """--snapshot and --as-of: which published build to read (default the current one).
+
+    Read them back with `args.snapshot` and `as_of_time(args.as_of)`.
+    """
+    pinned = parser.add_mutually_exclusive_group()
+    pinned.add_argument(
+        "--snapshot",
+        type=int,
+        default=None,
+        metavar="ID",
+        help="read the build whose trip_features snapshot has this id "
+        "(`python -m lakehouse builds` lists them); default: the current build",
+    )
+    pinned.add_argument(
+        "--as-of",
+        default=None,
+        metavar="TIMESTAMP",
+        help="read the build that was current at this ISO 8601 time (no zone: UTC)",
+    )
+
+
+def as_of_time(text: str | None) -> datetime | None:
+    """--as-of parsed exactly as training parses it; LakeError naming the format if invalid."""
+    if text is None:
+        return None
+    from training.data import parse_as_of  # imports torch and Lightning: only when asked
+
+    return parse_as_of(text)
+
+
+def sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def parquet_source(paths: Sequence[str]) -> str:
+    """SQL reading exactly these Parquet files: no folder glob, no `split=` folder column."""
+    listed = ", ".join(sql_string(path) for path in paths)
+    return f"read_parquet([{listed}], hive_partitioning = false)"
+
+
+def empty_source(table: Table) -> str:
+    """SQL for no rows with `table`'s columns (a build may write no file for an empty mart)."""
+    empty = table.schema().as_arrow().empty_table()
+    relation = duckdb.from_arrow(empty)
+    columns = ", ".join(
+        f'cast(null as {kind}) as "{name}"'
+        for name, kind in zip(relation.columns, relation.types, strict=True)
+    )
+    return f"(select {columns} where false)"
+
+
+def scan(build: PinnedBuild, mart: str) -> str:
+    """SQL reading every row of `mart` in `build`."""
+    files = build.data_files(mart)
+    if not files:
+        return empty_source(build.tables[mart])
+    return parquet_source([local_path(data_file.uri) for data_file in files])
 
 
 def connect() -> duckdb.DuckDBPyConnection:

@@ -1,4 +1,4 @@
-"""What the data-quality page shows, read from the marts' Parquet and dbt's artifacts."""
+"""What the data-quality page shows, read from one pinned build's marts and dbt's artifacts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 
+from lakehouse.builds import PinnedBuild
 from reports import split_analysis
 from reports.dbt_artifacts import DbtRun, load_dbt_run
 from reports.marts import COLUMNS, SPLITS, connect, scan
@@ -55,9 +56,9 @@ class Histogram:
 
 @dataclass(frozen=True)
 class QualityReport:
-    """Everything the data-quality page shows."""
+    """Everything the data-quality page shows, all of it from one published build."""
 
-    lake: Path
+    build: PinnedBuild
     outcomes: dict[str, dict[str, int]]  # month file -> outcome -> raw lines
     checks: tuple[Check, ...]
     feature_stats: dict[str, tuple[float, float]]  # column -> (mean, population std)
@@ -83,6 +84,11 @@ class QualityReport:
     def reconciled(self) -> bool:
         return all(check.ok for check in self.checks)
 
+    @property
+    def tests_of_another_build(self) -> bool:
+        """The dbt test results shown come from another dbt invocation than the marts."""
+        return self.dbt_run is not None and self.dbt_run.invocation_id != self.build.invocation_id
+
 
 def count_by(con: duckdb.DuckDBPyConnection, source: str, *keys: str) -> dict:
     """{key tuple (or key): rows} of a Parquet scan grouped by `keys`."""
@@ -91,11 +97,11 @@ def count_by(con: duckdb.DuckDBPyConnection, source: str, *keys: str) -> dict:
     return {(row[:-1] if len(keys) > 1 else row[0]): int(row[-1]) for row in rows}
 
 
-def read_outcomes(con: duckdb.DuckDBPyConnection, lake: Path) -> dict[str, dict[str, int]]:
+def read_outcomes(con: duckdb.DuckDBPyConnection, summary: str) -> dict[str, dict[str, int]]:
     """data_quality_summary as {month file: {outcome: raw lines}}, files in name order."""
     rows = con.execute(
-        "select source_file, outcome, sum(row_count)::bigint from "
-        f"{scan(lake / 'data_quality_summary')} group by all order by all"
+        f"select source_file, outcome, sum(row_count)::bigint from {summary} "
+        "group by all order by all"
     ).fetchall()
     outcomes: dict[str, dict[str, int]] = {}
     for source_file, outcome, count in rows:
@@ -103,17 +109,17 @@ def read_outcomes(con: duckdb.DuckDBPyConnection, lake: Path) -> dict[str, dict[
     return outcomes
 
 
-def reconcile(con: duckdb.DuckDBPyConnection, lake: Path) -> tuple[Check, ...]:
+def reconcile(con: duckdb.DuckDBPyConnection, sources: dict[str, str]) -> tuple[Check, ...]:
     """dbt's counts (data_quality_summary) against the rows in trip_features and trips_rejected."""
-    summary = scan(lake / "data_quality_summary")
+    summary = sources["data_quality_summary"]
     counted = {
         (split, outcome): int(count)
         for split, outcome, count in con.execute(
             f"select split, outcome, sum(row_count)::bigint from {summary} group by all"
         ).fetchall()
     }
-    accepted = count_by(con, scan(lake / "trip_features"), "split")
-    rejected = count_by(con, scan(lake / "trips_rejected"), "rejection_reason")
+    accepted = count_by(con, sources["trip_features"], "split")
+    rejected = count_by(con, sources["trips_rejected"], "rejection_reason")
     raw = sum(counted.values())
     counted_accepted = sum(n for (_, outcome), n in counted.items() if outcome == ACCEPTED)
     checks = [
@@ -147,11 +153,11 @@ def reconcile(con: duckdb.DuckDBPyConnection, lake: Path) -> tuple[Check, ...]:
 
 
 def read_feature_stats(
-    con: duckdb.DuckDBPyConnection, lake: Path
+    con: duckdb.DuckDBPyConnection, feature_stats: str
 ) -> dict[str, tuple[float, float]]:
     """feature_stats as {column: (mean, population std)} (dbt computes it on train only)."""
     rows = con.execute(
-        f"select feature_name, mean_value, std_value from {scan(lake / 'feature_stats')}"
+        f"select feature_name, mean_value, std_value from {feature_stats}"
     ).fetchall()
     return {name: (mean, std) for name, mean, std in rows}
 
@@ -192,20 +198,19 @@ def histogram(
     return Histogram(column, discrete, edges, {s: tuple(c) for s, c in counts.items()})
 
 
-def collect(lake: Path, dbt_target: Path) -> QualityReport:
-    """Read every mart and dbt artifact the page needs."""
-    for mart in ("trip_features", "trips_rejected", "feature_stats", "data_quality_summary"):
-        scan(lake / mart)  # fails early, naming the first missing mart
+def collect(build: PinnedBuild, dbt_target: Path) -> QualityReport:
+    """Read every mart of the pinned build and the dbt artifacts the page needs."""
+    sources = {mart: scan(build, mart) for mart in build.snapshots}
     con = connect()
-    features = scan(lake / "trip_features")
+    features = sources["trip_features"]
     integers = integer_columns(con, features)
     return QualityReport(
-        lake=lake,
-        outcomes=read_outcomes(con, lake),
-        checks=reconcile(con, lake),
-        feature_stats=read_feature_stats(con, lake),
+        build=build,
+        outcomes=read_outcomes(con, sources["data_quality_summary"]),
+        checks=reconcile(con, sources),
+        feature_stats=read_feature_stats(con, sources["feature_stats"]),
         histograms=tuple(histogram(con, features, c, c in integers) for c in COLUMNS),
-        splits=split_analysis.analyse(lake / "trip_features"),
+        splits=split_analysis.analyse(features, f"{build.lake_root}/trip_features"),
         dbt_run=load_dbt_run(dbt_target),
         dbt_target=dbt_target,
     )

@@ -19,6 +19,46 @@ from reports.quality_figures import (
 )
 
 
+def build_section(report: QualityReport) -> html.Section:
+    """Which published build every number on the page comes from."""
+    build = report.build
+    rows = [
+        ("dbt invocation id", html.Raw(f"<code>{html.esc(build.invocation_id)}</code>")),
+        ("snapshot id (trip_features)", html.Raw(f"<code>{build.snapshot_id}</code>")),
+        ("published at", build.published_at.strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ("catalog", html.Raw(f"<code>{html.esc(build.catalog)}</code>")),
+        ("lake", html.Raw(f"<code>{html.esc(build.lake_root)}</code>")),
+        *(
+            (f"{mart} snapshot", html.Raw(f"<code>{snapshot}</code>"))
+            for mart, snapshot in build.snapshots.items()
+            if mart != "trip_features"
+        ),
+    ]
+    ids = ["build-invocation", "build-snapshot", "build-published-at", "build-catalog"]
+    ids += ["build-lake", *(f"build-snapshot-{m}" for m in build.snapshots if m != "trip_features")]
+    body = html.Raw(
+        "<p>Every number on this page is read from this one published build: the Iceberg "
+        "snapshot of each mart that one <code>dbt build</code> published, and only their data "
+        "files. <code>--snapshot</code> or <code>--as-of</code> report on an earlier build "
+        "(<code>python -m lakehouse builds</code> lists them).</p>"
+        + html.key_values(rows, table_id="build-table", row_ids=ids)
+    )
+    return html.Section("build", "Lake build", body)
+
+
+def other_build_warning(report: QualityReport) -> str:
+    """A visible note when the dbt test results are of another build than the marts shown."""
+    if not report.tests_of_another_build:
+        return ""
+    return (
+        '<p class="caveat tests-other-build"><b>These dbt test results are of another build.</b> '
+        f"<code>{html.esc(report.dbt_target / 'run_results.json')}</code> is from dbt invocation "
+        f"<code>{html.esc(report.dbt_run.invocation_id)}</code>; the marts on this page are "
+        f"from build <code>{html.esc(report.build.invocation_id)}</code>. Point "
+        "<code>--dbt-target</code> at that build's target folder to see its tests.</p>"
+    )
+
+
 def summary_section(report: QualityReport) -> html.Section:
     raw, accepted = report.raw_lines, report.total(ACCEPTED)
     rejected = raw - accepted
@@ -38,6 +78,8 @@ def summary_section(report: QualityReport) -> html.Section:
             f"{kinds.count('fail')} failed",
             worst,
         )
+        if report.tests_of_another_build:
+            tests = html.Raw(tests + " " + html.badge("of another build", "warn"))
     rows = [
         ("month files", len(report.outcomes)),
         ("raw lines", raw),
@@ -50,7 +92,12 @@ def summary_section(report: QualityReport) -> html.Section:
     ]
     ids = [f"summary-{name.replace(' ', '-')}" for name, _ in rows]
     return html.Section(
-        "summary", "Summary", html.key_values(rows, table_id="summary-table", row_ids=ids)
+        "summary",
+        "Summary",
+        html.Raw(
+            other_build_warning(report)
+            + html.key_values(rows, table_id="summary-table", row_ids=ids)
+        ),
     )
 
 
@@ -69,7 +116,7 @@ def reconciliation_section(report: QualityReport) -> html.Section:
         "<p>Nothing may be dropped silently. dbt counts every raw data line once in "
         "<code>data_quality_summary</code> (by file, split and outcome); the rows actually "
         "written to <code>trip_features</code> and <code>trips_rejected</code> are counted here "
-        "from their Parquet files.</p>"
+        "from the build's Parquet files.</p>"
         + html.table(
             ["check", "dbt count (data_quality_summary)", "rows in Parquet", "difference", ""],
             rows,
@@ -296,6 +343,7 @@ def dbt_tests_section(report: QualityReport) -> html.Section:
         f"<p>From <code>{html.esc(report.dbt_target / 'run_results.json')}</code>: "
         f"<code>{html.esc(run.command)}</code>, dbt {html.esc(run.dbt_version)}, "
         f"{html.esc(run.generated_at)}, invocation <code>{html.esc(run.invocation_id)}</code>.</p>"
+        + other_build_warning(report)
     )
     if not run.tests:
         intro += (
@@ -343,11 +391,17 @@ def dbt_tests_section(report: QualityReport) -> html.Section:
 
 def render(report: QualityReport) -> str:
     """The whole page."""
-    subtitle = f"lake <code>{html.esc(report.lake)}</code>"
+    build = report.build
+    subtitle = (
+        f"lake <code>{html.esc(build.lake_root)}</code> · build "
+        f"<code>{html.esc(build.invocation_id)}</code> (snapshot {build.snapshot_id}, "
+        f"published {build.published_at.strftime('%Y-%m-%d %H:%M UTC')})"
+    )
     return html.page(
         "DC taxi: data quality and splits",
         subtitle,
         [
+            build_section(report),
             summary_section(report),
             reconciliation_section(report),
             outcomes_section(report),

@@ -1,6 +1,9 @@
 """How many rows does a held-out split need, and are ours like train? The book's split analysis.
 
-    python -m reports.split_analysis [--data data/lake/trip_features] [--json]
+    python -m reports.split_analysis [--data data/lake/trip_features] [--snapshot ID] [--json]
+
+It reads the lake's current published build of trip_features (or the one `--snapshot` /
+`--as-of` pins), only that build's Parquet files.
 
 For each column (the label and the 8 features) over all accepted rows:
 
@@ -30,7 +33,17 @@ from pathlib import Path
 import duckdb
 from scipy import stats
 
-from reports.marts import COLUMNS, SPLITS, MissingMarts, connect, scan
+from lakehouse.builds import pin_build
+from reports.marts import (
+    COLUMNS,
+    SPLITS,
+    LakeError,
+    MissingMarts,
+    add_build_arguments,
+    as_of_time,
+    connect,
+    scan,
+)
 
 START_EXPONENT = 10
 ALPHA = 0.05
@@ -275,14 +288,18 @@ def split_moments(
 
 
 def analyse(
-    data: Path, columns: Sequence[str] = COLUMNS, start_exponent: int = START_EXPONENT
+    source: str, data: str, columns: Sequence[str] = COLUMNS, start_exponent: int = START_EXPONENT
 ) -> SplitAnalysis:
-    """Run the whole split analysis on a trip_features folder."""
-    source = scan(data)
+    """Run the whole split analysis on trip_features rows.
+
+    Args:
+        source: SQL reading the rows (`reports.marts.scan` of a pinned build).
+        data: what the rows are, for the report's title.
+    """
     con = connect()
     moments = split_moments(con, source, columns)
     if "train" not in moments:
-        raise MissingMarts(f"no split=train rows under {data} — run `dbt build` first")
+        raise MissingMarts(f"no train rows in {data} — run `dbt build` first")
     split_rows = {s: moments[s][columns[0]][0] for s in SPLITS if s in moments}
     total = sum(split_rows.values())
     curves = sem_curves(con, source, columns, sample_sizes(total, start_exponent))
@@ -376,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         type=Path,
         default=Path("data/lake/trip_features"),
-        help="trip_features folder with split=<name>/ subfolders",
+        help="trip_features location, <lake_path>/trip_features (default data/lake/trip_features)",
     )
+    add_build_arguments(parser)
     parser.add_argument(
         "--start-exponent",
         type=int,
@@ -391,8 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        analysis = analyse(args.data, start_exponent=args.start_exponent)
-    except MissingMarts as error:
+        build = pin_build(
+            str(args.data), args.snapshot, as_of_time(args.as_of), marts=("trip_features",)
+        )
+        source = scan(build, "trip_features")
+        data = f"{build.lake_root}/trip_features (snapshot {build.snapshot_id})"
+        analysis = analyse(source, data, start_exponent=args.start_exponent)
+    except LakeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(analysis.to_dict(), indent=2) if args.json else text_report(analysis))

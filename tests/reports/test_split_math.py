@@ -6,38 +6,43 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from scipy import special, stats
 
 from reports import split_analysis as sa
-from reports.marts import COLUMNS, connect, scan
+from reports.marts import COLUMNS, connect, parquet_source
 from tests.training.conftest import make_trips
 
 SPLIT_SIZES = {"train": 6000, "validation": 700, "test": 650}
 
 
 @pytest.fixture(scope="module")
-def small_features(tmp_path_factory) -> Path:
-    """trip_features in the dbt layout (split=<name>/ folders, no split column in the files)."""
-    root = tmp_path_factory.mktemp("split-math") / "trip_features"
+def small_features(tmp_path_factory) -> list[str]:
+    """trip_features files as a build writes them: `split` a column inside each file."""
+    folder = tmp_path_factory.mktemp("split-math's files")  # a quote, to check the escaping
     rng = np.random.default_rng(3)
-    first = 0
+    first, files = 0, []
     for split, rows in SPLIT_SIZES.items():
-        folder = root / f"split={split}"
-        folder.mkdir(parents=True)
         table = make_trips(first, rows, "fare", rng)
         if split == "validation":  # shift one column so the z-test has something to find
             shifted = table.column("fare_amount").to_numpy() + 5.0
             table = table.set_column(1, "fare_amount", [shifted])
-        pq.write_table(table, folder / "part-0.parquet", row_group_size=1000)
+        table = table.append_column("split", pa.array([split] * rows))
+        files.append(str(folder / f"{split}-0.parquet"))
+        pq.write_table(table, files[-1], row_group_size=1000)
         first += rows
-    return root
+    return files
 
 
-def read_split(root: Path, split: str) -> dict[str, np.ndarray]:
-    table = pq.read_table(root / f"split={split}")
+def read_split(files: list[str], split: str) -> dict[str, np.ndarray]:
+    table = pq.read_table(next(f for f in files if Path(f).name.startswith(f"{split}-")))
     return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+def analyse(files: list[str]) -> sa.SplitAnalysis:
+    return sa.analyse(parquet_source(files), "small_features")
 
 
 def test_sample_sizes_are_powers_of_two_then_all_rows():
@@ -85,7 +90,9 @@ def test_knee_of_an_ideal_sem_curve_depends_on_the_range_only(low, high):
 def test_sem_curves_match_numpy_on_the_same_samples(small_features):
     total = sum(SPLIT_SIZES.values())
     sizes = sa.sample_sizes(total)
-    curves = sa.sem_curves(connect(), scan(small_features), ["fare_amount", "origin_lat"], sizes)
+    curves = sa.sem_curves(
+        connect(), parquet_source(small_features), ["fare_amount", "origin_lat"], sizes
+    )
 
     columns = [read_split(small_features, split) for split in SPLIT_SIZES]
     keys = np.concatenate([c["trip_key"] for c in columns])
@@ -101,7 +108,7 @@ def test_sem_curves_match_numpy_on_the_same_samples(small_features):
 
 
 def test_z_and_p_match_numpy_and_scipy(small_features):
-    analysis = sa.analyse(small_features)
+    analysis = analyse(small_features)
     train = read_split(small_features, "train")
     assert analysis.total_rows == sum(SPLIT_SIZES.values())
     assert analysis.split_rows == SPLIT_SIZES
@@ -128,7 +135,7 @@ def test_p_value_at_known_z_values():
 
 
 def test_recommended_fraction_is_the_largest_knee_over_all_rows(small_features):
-    analysis = sa.analyse(small_features)
+    analysis = analyse(small_features)
     column = analysis.knee_column
     assert column is not None
     assert column.knee.size == max(c.knee.size for c in analysis.columns if c.knee)
