@@ -14,7 +14,9 @@ of the same build.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from lakehouse.catalog import (
 )
 
 AUDIT_PREFIX = "audit-"
+PUBLISH_PAUSE_ENV = "LAKE_PUBLISH_PAUSE_S"  # seconds; only for the crash tests
 TABLE_PROPERTIES = {
     "format-version": "2",
     "write.format.default": "parquet",
@@ -210,6 +213,8 @@ def commit_together(catalog: Catalog, transactions: Sequence[Transaction]) -> No
         new = catalog._update_and_stage_table(table, table.name(), requirements, updates)
         catalog._write_metadata(new.metadata, new.io, new.metadata_location)
         staged.append((table, new))
+    # Crash tests hold the publish here, every new metadata file written, nothing swapped yet.
+    time.sleep(float(os.environ.get(PUBLISH_PAUSE_ENV) or 0))
     with Session(catalog.engine) as session, session.begin():
         for table, new in staged:
             namespace, name = table.name()[-2], table.name()[-1]

@@ -138,6 +138,7 @@
             ~ 'build.', info=True) }}
         {{ return('') }}
     {%- endif -%}
+    {{ log('lake: publishing build ' ~ invocation_id, info=True) }}
     {%- set published = run_query(
         'select lake_publish(' ~ sql_string(lake_root()) ~ ', ' ~ sql_string(invocation_id)
         ~ ', ' ~ sql_string(tojson(lake_marts())) ~ ')'
