@@ -100,13 +100,22 @@ def list_data_files(folder: str) -> list[str]:
     return sorted(prefix + path if not path.startswith(prefix) else path for path in found)
 
 
+def ensure_namespace(catalog: Catalog) -> None:
+    """Create the `dc_taxi` namespace unless it exists (another build may create it meanwhile)."""
+    try:
+        catalog.create_namespace_if_not_exists(NAMESPACE)
+    except Exception:
+        if not catalog.namespace_exists(NAMESPACE):
+            raise
+
+
 def ensure_table(
     catalog: Catalog, lake_root: str, name: str, schema_file: str, partition_by: str | None
 ) -> Table:
     """`dc_taxi.<name>` at `<lake_root>/<name>`, created from `schema_file`'s schema if new."""
     if catalog.table_exists(identifier(name)):
         return load_mart(catalog, lake_root, name)
-    catalog.create_namespace_if_not_exists(NAMESPACE)
+    ensure_namespace(catalog)
     io = catalog._load_file_io(location=schema_file)
     with io.new_input(schema_file).open() as handle:
         arrow_schema = pq.read_schema(handle)

@@ -30,7 +30,7 @@ from lakehouse.catalog import (
     local_path,
     open_catalog,
 )
-from lakehouse.publish import current_snapshots, publish_build, stage_mart
+from lakehouse.publish import current_snapshots, ensure_namespace, publish_build, stage_mart
 
 
 def lake_ensure_dir(path: str) -> str:
@@ -59,7 +59,9 @@ class Plugin(BasePlugin):
             return self.catalogs[lake_root]
 
     def lake_begin(self, lake_root: str, invocation_id: str) -> str:
-        base = current_snapshots(self.catalog(lake_root), lake_root)
+        catalog = self.catalog(lake_root)
+        ensure_namespace(catalog)
+        base = current_snapshots(catalog, lake_root)
         self.bases[invocation_id] = base
         published = sum(snapshot is not None for snapshot in base.values())
         return (
@@ -81,15 +83,17 @@ class Plugin(BasePlugin):
                 "the on-run-start hook did not finish for this build (see its error above) — "
                 "nothing was staged"
             )
-        snapshot_id, files = stage_mart(
-            self.catalog(lake_root),
-            lake_root,
-            mart,
-            invocation_id,
-            data_folder,
-            schema_file,
-            partition_by or None,
-        )
+        catalog = self.catalog(lake_root)
+        with self.lock:  # one catalog commit at a time from this build's threads
+            snapshot_id, files = stage_mart(
+                catalog,
+                lake_root,
+                mart,
+                invocation_id,
+                data_folder,
+                schema_file,
+                partition_by or None,
+            )
         return json.dumps({"snapshot_id": snapshot_id, "files": [local_path(f) for f in files]})
 
     def lake_publish(self, lake_root: str, invocation_id: str, marts_json: str) -> str:
