@@ -137,7 +137,15 @@ MACRO_SNIPPETS = {
     "iso_day_of_week": "{{ iso_day_of_week('ts') }}",
     "md5_hex": "{{ md5_hex('raw_line') }}",
     "split_bucket": "{{ split_bucket('trip_key') }}",
-    "export_to_lake": "{{ export_to_lake() }}",
+    # The lake's write-audit-publish (macros/athena_lake.sql): the hooks render nothing.
+    "begin_lake_build": "{{ begin_lake_build() }}",
+    "stage_to_lake": "{{ stage_to_lake() }}",
+    "publish_lake": "{{ publish_lake([]) }}",
+    "lake_first_publish": (
+        "{{ athena_lake_rename_sql(athena_lake_relation('trip_features', audit=true), "
+        "athena_lake_relation('trip_features')) }}"
+    ),
+    "lake_audit_schema": "{{ athena_lake_audit_schema() }}",
     "declare_raw_source": "{{ declare_raw_source() }}",
     "raw_schema": "{{ athena_create_raw_schema(raw_source_relation()) }}",
     "raw_lines_table": (

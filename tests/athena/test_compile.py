@@ -96,19 +96,34 @@ def test_only_trino_functions_are_called(compiled):
     assert called <= TRINO_FUNCTIONS, f"not checked against Trino: {called - TRINO_FUNCTIONS}"
 
 
-def test_marts_are_parquet_tables_under_the_lake_with_split_last(compiled):
+def test_marts_are_iceberg_tables_in_the_audit_database_under_the_lake(compiled):
+    """Write-audit-publish (macros/athena_lake.sql): dbt builds and tests each mart as an
+    Iceberg table in `<schema>_audit` at a fresh `<lake_path>/<mart>/<uuid>`; on-run-end
+    publishes it as `<schema>.<mart>`. Staging and intermediate stay where they were."""
     dbt, sql = compiled
     nodes = dbt.manifest()["nodes"]
     for name in ("trip_features", "trips_rejected", "feature_stats", "data_quality_summary"):
-        config = nodes[f"model.dc_taxi.{name}"]["config"]
-        # dbt-athena puts a table at <s3_data_dir>/<table> with s3_data_naming `table`.
+        node = nodes[f"model.dc_taxi.{name}"]
+        config = node["config"]
+        assert node["schema"] == "dc_taxi_audit"
+        # dbt-athena puts a table at <s3_data_dir>/<table>/<uuid> with `table_unique`.
         assert config["s3_data_dir"] == LAKE_PREFIX
-        assert config["s3_data_naming"] == "table"
-        assert (config["table_type"], config["format"]) == ("hive", "parquet")
+        assert config["s3_data_naming"] == "table_unique"
+        assert (config["table_type"], config["format"]) == ("iceberg", "parquet")
+        assert config["post-hook"][0]["sql"] == "{{ stage_to_lake() }}"
+    for name in ("stg_dc_taxi__trips", "int_trips_validated"):
+        node = nodes[f"model.dc_taxi.{name}"]
+        assert (node["schema"], node["config"]["table_type"]) == ("dc_taxi", "hive")
     assert nodes["model.dc_taxi.trip_features"]["config"]["partitioned_by"] == ["split"]
     assert nodes["model.dc_taxi.trips_rejected"]["config"].get("partitioned_by") is None
     # Athena CTAS needs the partition column last.
     assert _output_columns(sql["model.dc_taxi.trip_features"])[-1] == "split"
+    # Every test of a mart reads the audit table, never the published one.
+    tested = [
+        text for uid, text in sql.items() if uid.startswith("test.") and "trip_features" in text
+    ]
+    assert tested
+    assert all('"dc_taxi"."trip_features"' not in text for text in tested)
 
 
 def _output_columns(sql: str) -> list[str]:
@@ -121,15 +136,12 @@ def _output_columns(sql: str) -> list[str]:
     return query.named_selects
 
 
-def test_iceberg_and_default_lake_locations(tmp_path):
-    """lake_path not on S3: marts go to <s3_data_dir>/<schema>/<model>; Iceberg needs `_unique`."""
-    dbt = OfflineDbt(tmp_path)
-    result = dbt.dbt("parse", dbt_vars={"lake_path": "data/lake", "table_type": "iceberg"})
-    assert result.returncode == 0, result.output[-3000:]
-    config = dbt.manifest()["nodes"]["model.dc_taxi.trip_features"]["config"]
-    assert config["s3_data_dir"] == ""  # falls back to the profile's s3_data_dir
-    assert config["s3_data_naming"] == "schema_table_unique"
-    assert config["table_type"] == "iceberg"
+def test_the_lake_must_be_on_s3(tmp_path):
+    """Readers find the marts at <lake_path>/<mart>: on Athena that has to be an s3:// prefix."""
+    result = OfflineDbt(tmp_path).compile(dbt_vars={"lake_path": "data/lake"})
+    assert result.returncode != 0
+    assert "the lake_path var must be an s3:// prefix" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(

@@ -39,8 +39,14 @@ KNOWN_ANSWERS = {
     "iso_day_of_week": "day_of_week(ts)",
     "md5_hex": "lower(to_hex(md5(to_utf8(raw_line))))",
     "split_bucket": "(from_base(substr(trip_key, 1, 15), 16) % 10000)",
-    # Athena tables are the lake already: nothing to export.
-    "export_to_lake": "",
+    # The lake hooks call Glue through dbt-athena and render no SQL; `dbt compile` runs none.
+    "begin_lake_build": "",
+    "stage_to_lake": "",
+    "publish_lake": "",
+    "lake_first_publish": (
+        "alter table `dc_taxi_audit`.`trip_features` rename to `dc_taxi`.`trip_features`"
+    ),
+    "lake_audit_schema": "dc_taxi_audit",
     # Runs its DDL itself and renders nothing; `dbt compile` only checks the settings.
     "declare_raw_source": "",
     "raw_schema": "create schema if not exists `dc_taxi_raw`",
