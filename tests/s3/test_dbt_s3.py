@@ -1,23 +1,28 @@
-"""`dbt build --target s3`: raw files read from a real S3 server, every mart written back to it.
+"""`dbt build --target s3`: raw files read from a real S3 server, every mart an Iceberg table on it.
 
-The S3 lake must hold exactly what a local build of the same raw files holds, reruns must
-leave no stale object, and bad credentials must fail with one clear line and write nothing.
+The data and metadata files are on S3, the catalog a SQLite file of the test's own. The S3
+lake's published build must hold exactly what a local build of the same raw files holds, a
+rebuild must publish a new build (and leave the old one pinnable), objects no build published
+are never read, and bad credentials must fail with one clear line and publish nothing.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import pyarrow.dataset as ds
 import pytest
 
+from lakehouse.builds import PinnedBuild, pin_build
 from scripts.upload_raw import upload_folder
 from tests.conftest import REPO_ROOT, DbtProject, generate_raw
-from tests.pipeline.outputs import read_mart
+from tests.pipeline.outputs import current_build, read_mart, read_table
 from tests.s3.conftest import ADMIN, BUCKET, READER, Identity
 
 pytestmark = pytest.mark.slow
@@ -28,17 +33,39 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass
 class S3DbtProject(DbtProject):
-    """A DbtProject whose lake is an s3:// prefix on the local server."""
+    """A DbtProject whose lake is an s3:// prefix on the local server; its catalog is a SQLite
+    file of its own (`catalog`, default `<root>/catalog.db`), never the repo's data/catalog.db."""
 
     lake_uri: str = ""
     s3_env: dict[str, str] = field(default_factory=dict)
+    catalog: Path | None = None
 
     @property
     def lake(self) -> str:
         return self.lake_uri
 
+    def lake_env(self) -> dict[str, str]:
+        """What a reader of this lake needs: the S3 settings and the catalog."""
+        catalog = self.catalog or self.root / "catalog.db"
+        return {**self.s3_env, "LAKE_CATALOG_URI": f"sqlite:///{catalog}"}
+
     def env(self) -> dict[str, str]:
-        return {**super().env(), **self.s3_env}
+        return {**super().env(), **self.lake_env()}
+
+
+@contextmanager
+def reading(project: S3DbtProject) -> Iterator[None]:
+    """This process reads `project`'s lake (S3 endpoint, keys and catalog from the env)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in project.lake_env().items():
+            patch.setenv(name, value)
+        yield
+
+
+def s3_build_of(project: S3DbtProject) -> PinnedBuild:
+    """The S3 lake's current build, for its ids (reading its files needs `reading` again)."""
+    with reading(project):
+        return current_build(project.lake_uri)
 
 
 @pytest.fixture(scope="module")
@@ -66,19 +93,8 @@ def _lake_key(project: S3DbtProject) -> str:
     return project.lake_uri.removeprefix(f"s3://{BUCKET}/")
 
 
-def _read_s3_mart(local_s3, project: S3DbtProject, name: str) -> list[dict]:
-    partitioning = "hive" if name == "trip_features" else None
-    dataset = ds.dataset(
-        f"{BUCKET}/{_lake_key(project)}/{name}",
-        format="parquet",
-        partitioning=partitioning,
-        filesystem=local_s3.filesystem(),
-    )
-    return dataset.to_table().to_pylist()
-
-
 def _sorted(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda row: tuple(str(value) for value in row.values()))
+    return sorted(rows, key=lambda row: tuple(str(value) for value in sorted(row.items())))
 
 
 def _close(value):
@@ -91,22 +107,42 @@ def test_build_runs_every_test_without_error(s3_build):
     assert "SKIP=0" in result.output
 
 
-def test_every_mart_is_parquet_on_s3_and_trip_features_is_partitioned(local_s3, s3_build):
+def test_every_mart_is_an_iceberg_table_on_s3(local_s3, s3_build):
     project, *_ = s3_build
-    lake = _lake_key(project)
-    files = [key for key in local_s3.objects(lake) if key.endswith(".parquet")]
-    for mart in MARTS:
-        assert any(key.startswith(f"{lake}/{mart}/") for key in files), mart
-    partitions = {key.split("/")[-2] for key in files if key.startswith(f"{lake}/trip_features/")}
-    assert partitions == {f"split={split}" for split in SPLITS}
-    # Nothing else: no temporary or stray objects next to the marts.
-    assert {key.removeprefix(f"{lake}/").split("/")[0] for key in files} == set(MARTS)
+    objects = local_s3.objects(_lake_key(project))
+    with reading(project):  # pyiceberg opens S3 with the keys in the env when it first reads
+        build = current_build(project.lake_uri)
+        assert build.lake_root == project.lake_uri
+        assert build.catalog == f"sqlite:///{project.root / 'catalog.db'}"
+        assert set(build.snapshots) == set(MARTS)
+        for mart in MARTS:
+            files = build.data_files(mart)
+            assert files, mart
+            folder = f"{project.lake_uri}/{mart}/data/{build.invocation_id}/"
+            assert all(f.uri.startswith(folder) for f in files), (mart, files[:2])
+            assert all(f.uri.removeprefix(f"s3://{BUCKET}/") in objects for f in files)
+            metadata = [key for key in objects if key.startswith(f"{_lake_key(project)}/{mart}/")]
+            assert any("/metadata/" in key and key.endswith(".metadata.json") for key in metadata)
+        # `split` is a column inside trip_features' files; every split has its own files.
+        for split in SPLITS:
+            assert build.data_files("trip_features", split=split), split
+        table = read_table(build, "trip_features")
+    assert set(table.column("split").to_pylist()) == set(SPLITS)
+    # Nothing beside the marts: no temporary or stray objects at the lake's top level (folder
+    # markers, keys ending in "/", are not objects of a mart).
+    top = {
+        key.removeprefix(f"{_lake_key(project)}/").split("/")[0]
+        for key in objects
+        if not key.endswith("/")
+    }
+    assert top == set(MARTS)
 
 
 @pytest.mark.parametrize("mart", MARTS)
-def test_s3_marts_equal_the_local_build(local_s3, s3_build, mart):
+def test_s3_marts_equal_the_local_build(s3_build, mart):
     project, _, reference, _ = s3_build
-    s3_rows = _sorted(_read_s3_mart(local_s3, project, mart))
+    with reading(project):
+        s3_rows = _sorted(read_mart(project.lake_uri, mart))
     local_rows = _sorted(read_mart(reference.lake, mart))
     assert s3_rows
     if mart == "feature_stats":
@@ -115,14 +151,35 @@ def test_s3_marts_equal_the_local_build(local_s3, s3_build, mart):
     assert s3_rows == local_rows
 
 
-def test_a_rebuild_leaves_no_stale_object(local_s3, s3_build):
-    project, raw_uri, *_ = s3_build
-    lake = _lake_key(project)
-    stale = f"{lake}/trip_features/split=train/stale-from-an-older-build.parquet"
-    local_s3.client().put_object(Bucket=BUCKET, Key=stale, Body=b"old")
+def test_a_rebuild_publishes_a_new_build_and_never_reads_stray_objects(local_s3, s3_build):
+    project, raw_uri, reference, _ = s3_build
+    before = s3_build_of(project)
+    with reading(project):
+        first_file = before.data_files("trip_features")[0].uri
+    # An object no build published (a killed build's leftover, say), where a glob would find it.
+    stray = f"{_lake_key(project)}/trip_features/data/killed-build/split=train/mart_0.parquet"
+    local_s3.client().copy_object(
+        Bucket=BUCKET,
+        Key=stray,
+        CopySource={"Bucket": BUCKET, "Key": first_file.removeprefix(f"s3://{BUCKET}/")},
+    )
     result = project.dbt("build", raw=raw_uri)
     assert result.returncode == 0, result.output[-4000:]
-    assert stale not in local_s3.objects(lake)
+
+    with reading(project):
+        after = current_build(project.lake_uri)
+        assert after.invocation_id != before.invocation_id
+        assert after.snapshot_id != before.snapshot_id
+        assert after.published_at >= before.published_at
+        uris = [f.uri for mart in MARTS for f in after.data_files(mart)]
+        assert all(f"/data/{after.invocation_id}/" in uri for uri in uris)
+        assert not any("killed-build" in uri for uri in uris)
+        rows = read_table(after, "trip_features").num_rows
+        # The earlier build stays readable by its snapshot id (time travel on S3).
+        older = pin_build(f"{project.lake_uri}/trip_features", snapshot_id=before.snapshot_id)
+        assert older.invocation_id == before.invocation_id
+        assert read_table(older, "trip_features").num_rows == rows
+    assert rows == len(read_mart(reference.lake, "trip_features"))
 
 
 @pytest.mark.parametrize(
@@ -130,32 +187,35 @@ def test_a_rebuild_leaves_no_stale_object(local_s3, s3_build):
     [Identity("admin", ADMIN.access_key, "not-the-secret"), READER],
     ids=["wrong-secret", "read-only-key"],
 )
-def test_bad_credentials_fail_clearly_and_write_nothing(local_s3, s3_build, identity):
+def test_bad_credentials_fail_clearly_and_publish_nothing(local_s3, s3_build, identity, tmp_path):
     project, raw_uri, *_ = s3_build
+    published = s3_build_of(project)
     existing = local_s3.objects(_lake_key(project))
     fresh_lake = f"s3://{BUCKET}/{local_s3.fresh_prefix('denied')}/lake"
-    for lake_uri in (project.lake_uri, fresh_lake):
+    for lake_uri, catalog in (
+        (project.lake_uri, project.root / "catalog.db"),  # the same lake: its own catalog
+        (fresh_lake, tmp_path / "fresh-catalog.db"),
+    ):
         denied = S3DbtProject(
-            project.root.parent / local_s3.fresh_prefix("denied"),
+            tmp_path / local_s3.fresh_prefix("denied"),
             "s3",
             lake_uri=lake_uri,
             s3_env=local_s3.env(identity),
+            catalog=catalog,
         )
         denied.root.mkdir()
         result = denied.dbt("build", raw=raw_uri)
         assert result.returncode != 0
         assert "refused access to s3://" in result.output
         assert "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY" in result.output
-    # The existing lake is untouched; the fresh one holds nothing, not even a partial mart.
+    # The existing lake is untouched and its build still current; the fresh one holds nothing,
+    # not even a partial mart.
     assert local_s3.objects(_lake_key(project)) == existing
+    assert s3_build_of(project).snapshots == published.snapshots
     assert local_s3.objects(fresh_lake.removeprefix(f"s3://{BUCKET}/")) == {}
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("training.train") is None,
-    reason="training.train (the training helper's module) is not in this checkout yet",
-)
-def test_training_streams_trip_features_from_s3(local_s3, s3_build, tmp_path):
+def test_training_streams_trip_features_from_s3(s3_build, tmp_path):
     project, *_ = s3_build
     command = [
         sys.executable,
@@ -169,8 +229,18 @@ def test_training_streams_trip_features_from_s3(local_s3, s3_build, tmp_path):
         f"sqlite:///{tmp_path / 'mlflow.db'}",
         "--no-progress",
     ]
-    env = {**os.environ, **local_s3.env(), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**os.environ, **project.lake_env(), "MLFLOW_DISABLE_TELEMETRY": "true"}
     completed = subprocess.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "best_val_rmse" in json.loads(completed.stdout.strip().splitlines()[-1])
+    # The run's lineage names the S3 lake's current build.
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    build = s3_build_of(project)
+    assert run.data.tags["dbt.invocation_id"] == build.invocation_id
+    assert run.data.tags["lake.snapshot_id"] == str(build.snapshot_id)
+    assert run.data.tags["lake.uri"] == project.lake_uri
