@@ -144,6 +144,118 @@ def build_snapshot(table: Table, invocation: str) -> int:
     )
 
 
+@dataclass(frozen=True)
+class GlueVersion:
+    """One published version of a Glue table: the build that wrote it, and its metadata."""
+
+    invocation_id: str
+    metadata_location: str
+    published_ms: int
+
+
+def is_glue(catalog: Catalog) -> bool:
+    return type(catalog).__name__ == "GlueCatalog"
+
+
+def glue_history(catalog: Catalog, mart: str) -> list[GlueVersion]:
+    """`dc_taxi.<mart>` as published on Athena, newest first: every Glue version of it.
+
+    Athena can write no property into an Iceberg snapshot, so its build publishes each mart as
+    a whole new Iceberg table (swapped into the Glue entry) stamped with the Glue parameter
+    `dbt.invocation_id` (dbt_project/macros/athena_lake.sql, docs/aws.md).
+    """
+    glue = catalog.glue
+    pages = glue.get_paginator("get_table_versions").paginate(
+        DatabaseName=NAMESPACE, TableName=mart
+    )
+    tables = [version["Table"] for page in pages for version in page["TableVersions"]]
+    tables.sort(key=lambda table: int(table.get("VersionId", 0)), reverse=True)
+    tables.insert(0, glue.get_table(DatabaseName=NAMESPACE, Name=mart)["Table"])
+    history, seen = [], set()
+    for table in tables:
+        parameters = table.get("Parameters", {})
+        location = parameters.get("metadata_location")
+        if location is None or location in seen:
+            continue
+        seen.add(location)
+        moment = table.get("UpdateTime") or table.get("CreateTime")
+        history.append(
+            GlueVersion(
+                invocation_id=parameters.get(INVOCATION_PROPERTY, "unknown"),
+                metadata_location=location,
+                published_ms=int(moment.timestamp() * 1000) if moment else 0,
+            )
+        )
+    return history
+
+
+def pin_glue_build(
+    catalog: Catalog,
+    lake_root: str,
+    main_mart: str,
+    snapshot_id: int | None,
+    as_of: datetime | None,
+    marts: tuple[str, ...],
+) -> PinnedBuild:
+    """`pin_build` for a lake Athena publishes into Glue (see `glue_history`)."""
+    from pyiceberg.table import StaticTable
+
+    from lakehouse.catalog import file_io_properties
+
+    def load(version: GlueVersion, mart: str) -> Table:
+        table = StaticTable.from_metadata(
+            version.metadata_location, properties=file_io_properties()
+        )
+        if not table.location().startswith(f"{lake_root}/{mart}/"):
+            raise LakeError(
+                f"Glue's {NAMESPACE}.{mart} lives at {table.location()}, not under "
+                f"{lake_root}/{mart}/ — use that lake_path"
+            )
+        return table
+
+    history = glue_history(catalog, main_mart)
+    if not history:
+        raise LakeError(f"{NAMESPACE}.{main_mart} has no published build yet — run `dbt build`")
+    chosen = history[0]
+    if as_of is not None:
+        limit = int(as_of.timestamp() * 1000)
+        chosen = next((v for v in history if v.published_ms <= limit), None)
+        if chosen is None:
+            raise LakeError(f"no build of {NAMESPACE}.{main_mart} was published by {as_of}")
+    tables = {main_mart: load(chosen, main_mart)}
+    if snapshot_id is not None:
+        for version in history:
+            table = load(version, main_mart)
+            if table.metadata.snapshot_by_id(snapshot_id) is not None:
+                chosen, tables[main_mart] = version, table
+                break
+        else:
+            raise LakeError(
+                f"snapshot {snapshot_id} is not a published build of {NAMESPACE}.{main_mart} — "
+                "`python -m lakehouse builds` lists the builds you can pin"
+            )
+    for mart in marts:
+        if mart in tables:
+            continue
+        same = [v for v in glue_history(catalog, mart) if v.invocation_id == chosen.invocation_id]
+        if not same:
+            raise LakeError(
+                f"{NAMESPACE}.{mart} has no published version of build {chosen.invocation_id}"
+            )
+        tables[mart] = load(same[0], mart)
+    snapshots = {mart: table.metadata.current_snapshot_id for mart, table in tables.items()}
+    if snapshot_id is not None:
+        snapshots[main_mart] = snapshot_id
+    return PinnedBuild(
+        lake_root=lake_root,
+        catalog="glue",
+        invocation_id=chosen.invocation_id,
+        published_at=datetime.fromtimestamp(chosen.published_ms / 1000, UTC),
+        snapshots=snapshots,
+        tables=tables,
+    )
+
+
 def pin_build(
     data_uri: str,
     snapshot_id: int | None = None,
@@ -158,6 +270,8 @@ def pin_build(
     """
     lake_root, main_mart = split_data_uri(data_uri)
     catalog = catalog or open_catalog(lake_root, create=False)
+    if is_glue(catalog):
+        return pin_glue_build(catalog, lake_root, main_mart, snapshot_id, as_of, marts)
     table = load_mart(catalog, lake_root, main_mart)
     snapshot, published_ms = choose_snapshot(table, snapshot_id, as_of)
     invocation = invocation_id(snapshot)

@@ -227,12 +227,6 @@ def test_every_published_build_stays_readable(catalog, glue, lake):
     assert rows_of(table).equals(expected("trip_features", "build-a"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lakehouse/builds.py reads the build from the snapshot summary and wants the table at "
-    "exactly <lake>/<mart>; on Athena it is the Glue parameter dbt.invocation_id and "
-    "<lake>/<mart>/<build folder> (docs/aws.md, 'Reading the lake from Glue')",
-)
 def test_pin_build_reads_the_athena_lake(catalog, glue, lake):
     from lakehouse.builds import pin_build
 
@@ -246,3 +240,18 @@ def test_pin_build_reads_the_athena_lake(catalog, glue, lake):
     rows = sum(f.rows for f in pinned.data_files("trip_features"))
     assert rows == expected("trip_features", "build-b").num_rows
     assert all("split=test" in f.uri for f in pinned.data_files("trip_features", split="test"))
+
+
+def test_pin_build_pins_an_older_athena_build(catalog, glue, lake):
+    from lakehouse.builds import pin_build
+
+    athena_build(catalog, glue, lake, "build-a")
+    older = pin_build(f"{lake}/trip_features")
+    athena_build(catalog, glue, lake, "build-b")
+
+    pinned = pin_build(f"{lake}/trip_features", snapshot_id=older.snapshot_id)
+
+    assert pinned.invocation_id == "build-a"
+    for mart in MARTS:
+        rows = sum(f.rows for f in pinned.data_files(mart))
+        assert rows == expected(mart, "build-a").num_rows, mart
