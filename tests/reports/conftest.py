@@ -54,7 +54,6 @@ def tuned_study(built_lake, tmp_path_factory) -> str:
         "--n-trials", "2",
         "--max-epochs", "1",
         "--batch-sizes", "512",
-        "--dbt-target", str(built_lake.root / "dbt_target"),
     ]  # fmt: skip
     assert tune.main(argv) == 0
     return storage
