@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -60,16 +61,23 @@ class DbtProject:
         )
         return env
 
-    def dbt(self, *args: str, raw: Path | None = None, extra_vars: str = "") -> DbtResult:
+    def dbt(
+        self, *args: str, raw: Path | str | None = None, extra_vars: dict | None = None
+    ) -> DbtResult:
         """Run the real dbt CLI; returns its exit code and combined output."""
-        dbt_vars = f"{{raw_path: '{raw or self.raw}', lake_path: '{self.lake}'{extra_vars}}}"
+        # JSON is YAML, and quotes any path (a `'` or a space in it) correctly.
+        dbt_vars = {
+            "raw_path": str(raw or self.raw),
+            "lake_path": str(self.lake),
+            **(extra_vars or {}),
+        }
         command = [
             str(Path(sys.executable).with_name("dbt")),
             *args,
             "--target",
             self.target,
             "--vars",
-            dbt_vars,
+            json.dumps(dbt_vars),
         ]
         completed = subprocess.run(
             command, cwd=REPO_ROOT, env=self.env(), capture_output=True, text=True, timeout=900

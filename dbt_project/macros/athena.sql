@@ -1,14 +1,22 @@
 {#- Athena-only helpers: the raw source DDL and the guard that keeps every output location away
     from the raw files. The dispatching macros that use them live beside their DuckDB versions. -#}
 
+{#- Athena's Hive DDL (`create external table ... location`) escapes string literals with a
+    backslash, its Trino SQL by doubling quotes: no one quoting is right for both, so an S3
+    location with `'` or `\` is refused instead. -#}
+{% macro athena_has_unquotable(location) -%}
+    {{ return("'" in location or '\\' in location) }}
+{%- endmacro %}
+
 {#- The raw_path var as an `s3://bucket/prefix` without a trailing slash. -#}
 {% macro athena_raw_prefix() -%}
     {%- set raw_path = (var('raw_path') | string).strip() -%}
-    {%- if not raw_path.startswith('s3://') or raw_path.rstrip('/') | length <= 5 -%}
+    {%- if not raw_path.startswith('s3://') or raw_path.rstrip('/') | length <= 5
+        or athena_has_unquotable(raw_path) -%}
         {{ exceptions.raise_compiler_error(
-            "on the athena target the raw_path var must be an s3:// prefix, got '" ~ raw_path
-            ~ "' — pass --vars '{raw_path: s3://<bucket>/<prefix>}' (upload the files with "
-            ~ "`python -m scripts.upload_raw`)"
+            "on the athena target the raw_path var must be an s3:// prefix without `'` or `\\`, "
+            ~ "got '" ~ raw_path ~ "' — pass --vars '{raw_path: s3://<bucket>/<prefix>}' "
+            ~ "(upload the files with `python -m scripts.upload_raw`)"
         ) }}
     {%- endif -%}
     {{ return(raw_path.rstrip('/')) }}
@@ -33,7 +41,7 @@
         'serialization.null.format' = ''
     )
     stored as textfile
-    location '{{ raw_prefix }}/'
+    location {{ sql_string(raw_prefix ~ '/') }}
 {%- endmacro %}
 
 {#- The source dbt reads: file name (not the full object path) and line, for `taxi_*.txt`
@@ -52,7 +60,7 @@
         raw_line
     from lines
     where
-        object_path = '{{ raw_prefix | replace("'", "''") }}/' || source_file
+        object_path = {{ sql_string(raw_prefix ~ '/') }} || source_file
         and regexp_like(source_file, '^taxi_.*[.]txt$')
 {%- endmacro %}
 
@@ -96,6 +104,18 @@
         {%- endif -%}
     {%- endfor -%}
     {{ return(none) }}
+{%- endmacro %}
+
+{#- dbt-athena writes every output location into its SQL as a string literal without escaping
+    it: one from lake_path or a DBT_ATHENA_* setting with `'` or `\` is refused. -#}
+{% macro assert_output_locations_quotable() -%}
+    {%- for location, setting, _ in athena_output_locations()
+        if athena_has_unquotable(location | string) -%}
+        {{ exceptions.raise_compiler_error(
+            "output location '" ~ location ~ "' (" ~ setting ~ ") contains `'` or `\\`, "
+            ~ "which dbt-athena writes into SQL unescaped — choose an S3 prefix without them"
+        ) }}
+    {%- endfor -%}
 {%- endmacro %}
 
 {#- dbt-athena deletes a table's S3 location before every CTAS (and on drop). If any output

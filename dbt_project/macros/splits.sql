@@ -26,8 +26,9 @@
 
 {#- Bucket -> split name, from the test/validation fraction vars (DESIGN.md). -#}
 {% macro assign_split(bucket) -%}
-    {%- set test_upper = 10000 * var('test_fraction') | float -%}
-    {%- set validation_upper = 10000 * (var('test_fraction') | float + var('validation_fraction') | float) -%}
+    {%- set test_fraction = number_var('test_fraction') -%}
+    {%- set test_upper = 10000 * test_fraction -%}
+    {%- set validation_upper = 10000 * (test_fraction + number_var('validation_fraction')) -%}
     case
         when {{ bucket }} < {{ test_upper }} then 'test'
         when {{ bucket }} < {{ validation_upper }} then 'validation'

@@ -1,3 +1,10 @@
+{#- The rule bounds, checked once: numbers and YYYY-MM-DD dates (macros/vars.sql). -#}
+{%- set fare_min, fare_max = number_var('fare_min'), number_var('fare_max') -%}
+{%- set lat_min, lat_max = number_var('lat_min'), number_var('lat_max') -%}
+{%- set lon_min, lon_max = number_var('lon_min'), number_var('lon_max') -%}
+{%- set pickup_date_min = date_var('pickup_date_min') -%}
+{%- set pickup_date_max = date_var('pickup_date_max') -%}
+
 with
 
 trips as (
@@ -35,17 +42,18 @@ validated as (
                 or dest_lon is null
                 then 'missing_coordinates'
             when
-                fare_amount not between {{ var('fare_min') }} and {{ var('fare_max') }}
+                fare_amount not between {{ fare_min }} and {{ fare_max }}
                 then 'fare_out_of_range'
             when
-                origin_lat not between {{ var('lat_min') }} and {{ var('lat_max') }}
-                or dest_lat not between {{ var('lat_min') }} and {{ var('lat_max') }}
-                or origin_lon not between {{ var('lon_min') }} and {{ var('lon_max') }}
-                or dest_lon not between {{ var('lon_min') }} and {{ var('lon_max') }}
+                origin_lat not between {{ lat_min }} and {{ lat_max }}
+                or dest_lat not between {{ lat_min }} and {{ lat_max }}
+                or origin_lon not between {{ lon_min }} and {{ lon_max }}
+                or dest_lon not between {{ lon_min }} and {{ lon_max }}
                 then 'outside_service_area'
             when
                 cast(pickup_at as date) not between
-                date '{{ var("pickup_date_min") }}' and date '{{ var("pickup_date_max") }}'
+                date {{ sql_string(pickup_date_min) }}
+                and date {{ sql_string(pickup_date_max) }}
                 then 'pickup_time_out_of_range'
         end as rejection_reason
     from numbered

@@ -2,8 +2,8 @@
     binomial standard deviations so that small data sets do not fail by chance. -#}
 {% test split_fractions_within_tolerance(model, column_name) %}
 
-{%- set test_fraction = var('test_fraction') | float -%}
-{%- set validation_fraction = var('validation_fraction') | float -%}
+{%- set test_fraction = number_var('test_fraction') -%}
+{%- set validation_fraction = number_var('validation_fraction') -%}
 {%- set expected = {
     'test': test_fraction,
     'validation': validation_fraction,
@@ -40,7 +40,7 @@ shares as (
 select * from shares
 where
     expected_fraction is null
-    or abs(actual_fraction - expected_fraction) > {{ var('split_fraction_tolerance') }}
+    or abs(actual_fraction - expected_fraction) > {{ number_var('split_fraction_tolerance') }}
     + 4 * sqrt(expected_fraction * (1 - expected_fraction) / total_rows)
 
 {% endtest %}

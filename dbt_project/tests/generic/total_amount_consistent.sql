@@ -24,6 +24,6 @@ share as (
 )
 
 select * from share
-where inconsistent_rows > {{ var('max_inconsistent_total_share') }} * complete_rows
+where inconsistent_rows > {{ number_var('max_inconsistent_total_share') }} * complete_rows
 
 {% endtest %}
