@@ -58,7 +58,7 @@ FIXED_TRIAL = {
 
 def make_lake(root: Path, train_rows: int) -> Path:
     """trip_features + feature_stats with `train_rows` training rows, written once."""
-    data = root / f"scaleout_lake_{train_rows}" / "trip_features"
+    data = root / f"scaleout_{train_rows}" / "lake" / "trip_features"
     if not data.exists():
         files = 4
         rows = train_rows // files
@@ -101,7 +101,6 @@ def bench_workers(data: Path, workers: int, trials: int, epochs: int) -> dict:
             "--storage", journal,
             "--study-name", "bench",
             "--tracking-uri", f"sqlite:///{folder}/mlflow.db",
-            "--dbt-target", f"{folder}/no-dbt",
             "--max-epochs", str(epochs),
             "--patience", str(epochs),
             "--pruner", "none",
@@ -169,7 +168,6 @@ def bench_pruning(data: Path, trials: int, epochs: int, seed: int) -> dict:
                     "--storage", f"{folder}/{pruner}.journal",
                     "--study-name", pruner,
                     "--tracking-uri", f"sqlite:///{folder}/mlflow.db",
-                    "--dbt-target", f"{folder}/no-dbt",
                     "--n-trials", str(trials),
                     "--max-epochs", str(epochs),
                     "--patience", str(epochs),  # only the pruner stops a trial early

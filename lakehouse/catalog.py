@@ -35,20 +35,23 @@ def is_remote(path: str) -> bool:
 
 
 def lake_uri(path: str | Path) -> str:
-    """A lake folder as a URI: `file:///abs/path` for local folders, `s3://...` as given."""
+    """A lake folder as a URI: `file:///abs/path` for local folders, `s3://...` as given.
+
+    Local paths are not percent-encoded (pyiceberg and DuckDB take `file://` + the path as it
+    is, quotes and spaces included); `#` and `?` would cut a URI short, so they are refused.
+    """
     text = str(path).strip()
     if is_remote(text):
         return text.rstrip("/")
-    return Path(text.removeprefix("file://")).resolve().as_uri()
+    folder = str(Path(local_path(text)).resolve())
+    if "#" in folder or "?" in folder:
+        raise LakeError(f"the lake folder {folder!r} must not contain '#' or '?' — rename it")
+    return "file://" + folder
 
 
 def local_path(uri: str) -> str:
     """The filesystem path of a `file://` URI (or of a plain path)."""
-    if uri.startswith("file://"):
-        from urllib.parse import unquote, urlsplit
-
-        return unquote(urlsplit(uri).path)
-    return uri
+    return uri.removeprefix("file://")
 
 
 def default_catalog_uri(lake_root: str | Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 
 import mlflow
@@ -58,8 +59,11 @@ def collect_lineage(data_uri: str, build: PinnedBuild, splits: dict[str, SplitFi
 
 def log_dataset(build: PinnedBuild, lineage: Lineage) -> None:
     """Record the pinned trip_features snapshot as the active run's input dataset."""
+    with warnings.catch_warnings():  # MLflow registers its local source twice and says so
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(f"{build.lake_root}/trip_features")
     dataset = MetaDataset(
-        source=resolve_dataset_source(f"{build.lake_root}/trip_features"),
+        source=source,
         name=f"dc_taxi.trip_features@{build.snapshot_id}",
         digest=str(build.snapshot_id)[-8:],
     )

@@ -62,6 +62,9 @@
     {%- if flags.WHICH != 'build' -%}
         {{ return('`dbt ' ~ flags.WHICH ~ '` runs no tests: only `dbt build` publishes') }}
     {%- endif -%}
+    {%- if results | length == 0 -%}
+        {{ return('nothing ran (did an on-run-start hook fail? see above)') }}
+    {%- endif -%}
     {%- set bad = [] -%}
     {%- set ran = [] -%}
     {%- for result in results -%}

@@ -28,3 +28,13 @@ def read_table(build: PinnedBuild, name: str) -> pa.Table:
 def read_mart(lake: Path | str, name: str) -> list[dict]:
     """Every row of one mart in the lake's current published build."""
     return read_table(current_build(lake), name).to_pylist()
+
+
+def read_staged(lake: Path | str, invocation_id: str, name: str) -> list[dict]:
+    """Every row one build staged for a mart (its audit branch), published or not."""
+    from lakehouse.catalog import load_mart, open_catalog
+    from lakehouse.publish import audit_branch
+
+    table = load_mart(open_catalog(str(lake), create=False), str(lake), name)
+    snapshot = table.metadata.refs[audit_branch(invocation_id)].snapshot_id
+    return table.scan(snapshot_id=snapshot).to_arrow().to_pylist()

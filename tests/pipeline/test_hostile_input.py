@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from lakehouse.catalog import LakeError
 from tests.conftest import generate_raw
 from tests.pipeline.oracle import HEADER, evaluate, trip_key
-from tests.pipeline.outputs import read_mart
+from tests.pipeline.outputs import current_build, read_mart, read_staged
 
 pytestmark = pytest.mark.slow
 
@@ -137,12 +140,21 @@ def test_all_rows_rejected_writes_no_null_rows(small_raw):
         path.write_text("\n".join(broken) + "\n")
     result = small_raw.dbt("run")
     assert result.returncode == 0, result.output[-3000:]
-    assert read_mart(small_raw.lake, "trip_features") == []
-    stats = read_mart(small_raw.lake, "feature_stats")
+    # `dbt run` stages the marts but publishes nothing: it ran no test.
+    assert "lake: NOT published" in result.output
+    with pytest.raises(LakeError, match="has no published build yet"):
+        current_build(small_raw.lake)
+    invocation = json.loads((small_raw.root / "dbt_target" / "run_results.json").read_text())[
+        "metadata"
+    ]["invocation_id"]
+    assert read_staged(small_raw.lake, invocation, "trip_features") == []
+    stats = read_staged(small_raw.lake, invocation, "feature_stats")
     assert stats and all(row["row_count"] == 0 for row in stats)
-    rejected = read_mart(small_raw.lake, "trips_rejected")
+    rejected = read_staged(small_raw.lake, invocation, "trips_rejected")
     assert rejected and {row["rejection_reason"] for row in rejected} == {"malformed_line"}
     # `dbt build` refuses the result: no month file contributes a single accepted trip.
     build = small_raw.dbt("build")
     assert build.returncode != 0
     assert "assert_every_month_file_contributes_rows" in build.output
+    with pytest.raises(LakeError, match="has no published build yet"):
+        current_build(small_raw.lake)

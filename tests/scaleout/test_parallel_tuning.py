@@ -29,7 +29,6 @@ def tune_argv(lake: Path, tmp_path: Path, storage: str, study: str, *extra: str)
         "--data", str(lake),
         "--storage", storage,
         "--study-name", study,
-        "--dbt-target", str(tmp_path / "no-dbt-here"),
         "--max-epochs", "2",
         "--patience", "5",
         "--batch-sizes", "256",

@@ -23,7 +23,6 @@ def train_argv(lake: Path, tmp_path: Path, *extra: str) -> list[str]:
     return [
         "--data", str(lake),
         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "--dbt-target", str(tmp_path / "no-dbt-here"),
         "--accelerator", "cpu",
         "--hidden-sizes", "32,16",
         "--no-progress",

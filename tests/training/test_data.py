@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from tests.training.conftest import write_lake
 from lakehouse.builds import PinnedBuild, pin_build
+from tests.training.conftest import write_lake
 from training.data import (
     TRAINING_MARTS,
     DataConfig,
@@ -148,7 +148,8 @@ def test_epoch_reaches_persistent_workers(id_lake):
 
 
 def test_features_normalised_with_train_stats_and_label_in_dollars(id_lake):
-    raw = pq.read_table(id_lake / "data" / "build-1" / "split=validation").to_pandas().set_index("fare_amount")
+    validation = id_lake / "data" / "build-1" / "split=validation"
+    raw = pq.read_table(validation).to_pandas().set_index("fare_amount")
     stats = load_feature_stats(pinned(id_lake))
     mean, std = np.array(stats.mean), np.array(stats.std)
     for x, y, w in stream(id_lake, "validation", batch_size=300, shuffle=True, seed=0):

@@ -55,7 +55,9 @@ def test_plain_folders_skip_markers_and_read_files_without_suffix(tmp_path):
 
 
 def test_row_counts_come_from_the_pinned_snapshot_files(tmp_path):
-    data = write_lake(tmp_path / "lake", {"train": [[5, 7], [3]], "validation": [[4]], "test": [[2]]})
+    data = write_lake(
+        tmp_path / "lake", {"train": [[5, 7], [3]], "validation": [[4]], "test": [[2]]}
+    )
     build = pinned(data)
     files = discover_split(build, "train")
     assert files.num_rows == 15
@@ -87,7 +89,9 @@ def test_feature_stats_must_cover_every_feature(tmp_path):
     assert len(stats.mean) == 8 and stats.label_mean > 0
     partial = {name: table.column(name) for name in table.column_names if name != "pickup_dow"}
     with pytest.raises(LakeError, match="no statistics for pickup_dow"):
-        load_feature_stats(publish_stats(tmp_path / "partial" / "lake", pa.table(partial), "partial"))
+        load_feature_stats(
+            publish_stats(tmp_path / "partial" / "lake", pa.table(partial), "partial")
+        )
 
 
 def test_constant_feature_is_left_unscaled(tmp_path):

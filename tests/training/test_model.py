@@ -67,7 +67,11 @@ def test_model_fits_the_known_fare_function(fare_lake):
     trainer = quiet_trainer(max_epochs=12, gradient_clip_val=1.0, callbacks=[ShuffleEachEpoch()])
     trainer.fit(model, datamodule=datamodule)
     (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
-    test_fares = pq.read_table(fare_lake / "split=test").column("fare_amount").to_numpy()
+    test_fares = (
+        pq.read_table(fare_lake / "data" / "build-1" / "split=test")
+        .column("fare_amount")
+        .to_numpy()
+    )
     # Far better than predicting the mean, and within 2.5x of the noise floor.
     assert result["test_rmse"] < 0.3 * test_fares.std()
     assert result["test_rmse"] < 2.5 * NOISE_STD
@@ -79,7 +83,9 @@ def test_exported_predictor_takes_raw_features(fare_lake):
     quiet_trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=1).fit(
         model, datamodule=datamodule
     )
-    raw = pq.read_table(fare_lake / "split=test", columns=list(FEATURES)).to_pandas()
+    raw = pq.read_table(
+        fare_lake / "data" / "build-1" / "split=test", columns=list(FEATURES)
+    ).to_pandas()
     raw = torch.tensor(raw.to_numpy(), dtype=torch.float32)
     model.eval()
     with torch.no_grad():

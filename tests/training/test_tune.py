@@ -20,7 +20,6 @@ def tune_argv(lake, tmp_path, *extra: str) -> list[str]:
         "--study-name", "test-study",
         "--max-epochs", "2",
         "--batch-sizes", "512,1024",
-        "--dbt-target", str(tmp_path / "no-dbt-here"),
         *extra,
     ]  # fmt: skip
 
