@@ -9,7 +9,6 @@ the others.
 from __future__ import annotations
 
 import os
-import posixpath
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -21,6 +20,7 @@ import pyarrow.parquet as pq
 
 from lakehouse.builds import PinnedBuild
 from lakehouse.catalog import LakeError, local_path
+from lakehouse.publish import list_data_files
 
 FEATURES = (
     "origin_lat",
@@ -112,33 +112,6 @@ def s3_filesystem(bucket: str) -> pafs.S3FileSystem:
     )
 
 
-def is_data_file(path: str, root: str) -> bool:
-    """Hive/Athena convention: a name under `root` starting with `_` or `.` is not data.
-
-    Athena writes Parquet without a `.parquet` suffix, so the suffix cannot be the test;
-    `_SUCCESS`, `.crc` and hidden temp files are skipped.
-    """
-    relative = posixpath.relpath(path.replace(os.sep, "/"), root.replace(os.sep, "/"))
-    return not any(part.startswith(("_", ".")) for part in relative.split("/"))
-
-
-def list_parquet(uri: str) -> tuple[pafs.FileSystem, list[str]]:
-    """All data files under `uri`, recursively, sorted; an error naming the fix if none."""
-    filesystem, root = open_filesystem(uri)
-    info = filesystem.get_file_info(root)
-    paths: list[str] = []
-    if info.type == pafs.FileType.Directory:
-        selector = pafs.FileSelector(root, recursive=True)
-        paths = sorted(
-            entry.path
-            for entry in filesystem.get_file_info(selector)
-            if entry.type == pafs.FileType.File and is_data_file(entry.path, root)
-        )
-    if not paths:
-        raise LakeError(f"no Parquet files under {uri} — run `dbt build` first")
-    return filesystem, paths
-
-
 def check_columns(schema: pa.Schema, where: str) -> None:
     """Fail naming every missing or unexpected column, or a non-numeric feature or label."""
     names = set(schema.names)
@@ -191,9 +164,8 @@ def folder_split(data_uri: str, split: str) -> SplitFiles:
 
     Only for comparing the lake against plain Parquet (benchmarks); runs read `discover_split`.
     """
-    _, paths = list_parquet(f"{data_uri.rstrip('/')}/split={split}")
-    scheme = "s3://" if data_uri.startswith("s3://") else ""
-    return split_files_of([scheme + path for path in paths], data_uri)
+    folder = f"{data_uri.rstrip('/')}/split={split}"
+    return split_files_of(list_data_files(folder), folder)
 
 
 def load_feature_stats(build: PinnedBuild) -> FeatureStats:
