@@ -64,9 +64,7 @@ def rollback(lake: str, to: str) -> None:
     invocation = builds.get(to, to if to in builds.values() else None)
     if invocation is None:
         raise LakeError(f"no published build {to} — `python -m lakehouse builds` lists them")
-    snapshots = {
-        name: build_snapshot(load_mart(catalog, lake, name), invocation) for name in MARTS
-    }
+    snapshots = {name: build_snapshot(load_mart(catalog, lake, name), invocation) for name in MARTS}
     point_main_at(catalog, lake, snapshots)
     print(
         f"build {invocation} is current again (trip_features snapshot {snapshots['trip_features']})"

@@ -21,6 +21,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Collection
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -204,6 +205,44 @@ def fail_trials_of(
         reaper(study, copy.deepcopy(storage.get_trial(trial._trial_id)), reason)
         failed.append(trial.number)
     return failed
+
+
+def process_gone(label: str, started: datetime | None) -> bool:
+    """Whether the process `host:pid` that started a trial at `started` no longer runs.
+
+    Only decidable for this host; a pid now used by a process that began after the trial
+    started is another process.
+    """
+    import psutil
+
+    host, _, pid = label.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        began = psutil.Process(int(pid)).create_time()
+    except psutil.NoSuchProcess:
+        return True
+    return started is not None and began > started.timestamp() + 1.0
+
+
+def reap_dead_local_trials(
+    study: optuna.Study, storage: BaseStorage, max_retry: int | None = 3
+) -> list[int]:
+    """Fail and retry the RUNNING trials whose process on this machine died (kill -9, OOM).
+
+    The journal storage has no heartbeats, so a killed `training.tune` would leave its trial
+    RUNNING, and its MLflow run RUNNING, for good; a resumed study cleans them up here.
+    """
+    dead = {
+        trial.user_attrs[WORKER_ATTR]
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if WORKER_ATTR in trial.user_attrs
+        and process_gone(trial.user_attrs[WORKER_ATTR], trial.datetime_start)
+    }
+    if not dead:
+        return []
+    reason = "its process is gone (found when the study resumed)"
+    return fail_trials_of(study, storage, dead, StaleTrialReaper(max_retry, reason), reason)
 
 
 def end_orphan_runs(study: optuna.Study, parent_run_id: str) -> int:

@@ -13,6 +13,7 @@ from mlflow.models import infer_signature
 
 from training.lake import FEATURES
 from training.model import FareRegressor, export_predictor
+from training.study import masked
 
 DEFAULT_DB = Path("data") / "mlflow.db"
 
@@ -49,13 +50,17 @@ def configure_tracking(tracking_uri: str | None, experiment: str) -> str:
 
 
 def flat_params(config: object, prefix: str = "") -> dict[str, str]:
-    """A (nested) config dataclass as flat MLflow params: `data.batch_size`, `model.lr`, ..."""
+    """A (nested) config dataclass as flat MLflow params: `data.batch_size`, `model.lr`, ...
+
+    URLs are logged without their password (`postgresql+psycopg://user:***@host/db`).
+    """
     params: dict[str, str] = {}
     for name, value in vars(config).items():
         if hasattr(value, "__dataclass_fields__"):
             params.update(flat_params(value, f"{prefix}{name}."))
         else:
-            params[f"{prefix}{name}"] = str(value)
+            text = str(value)
+            params[f"{prefix}{name}"] = masked(text) if "://" in text else text
     return params
 
 

@@ -32,6 +32,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lakehouse.builds import PinnedBuild
+from training.checks import argument_error
 from training.data import DataConfig, ShuffleEachEpoch, TripDataModule
 from training.lake import SPLITS, LakeError, discover_split, head_features
 from training.lineage import Lineage, collect_lineage, log_dataset
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m training.train",
         description="Train one fare model and track it in MLflow.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
     )
     add_data_arguments(parser)
     add_model_arguments(parser)
@@ -405,8 +407,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problem = argument_error(args)
     if args.resume and not args.checkpoint_dir:
-        print("error: --resume needs the --checkpoint-dir of the run to continue", file=sys.stderr)
+        problem = "--resume needs the --checkpoint-dir of the run to continue"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     config = config_from_args(args)
     try:

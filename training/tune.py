@@ -29,6 +29,7 @@ from optuna.study import MaxTrialsCallback
 from optuna_integration import PyTorchLightningPruningCallback
 
 from lakehouse.builds import PinnedBuild
+from training.checks import argument_error
 from training.data import TripDataModule
 from training.lake import LakeError, discover_split, head_features
 from training.lineage import Lineage, log_dataset
@@ -42,6 +43,7 @@ from training.study import (
     first_line,
     masked,
     open_storage,
+    reap_dead_local_trials,
     storage_failure,
     worker_label,
 )
@@ -173,6 +175,8 @@ def prepare_study(tune: TuneConfig, experiment_id: str) -> tuple[optuna.Study, B
     """Create or resume the study and its MLflow parent run (tracking already configured)."""
     storage = tune_storage(tune)
     study, created = create_or_load_study(tune, storage)
+    if not created:
+        reap_dead_local_trials(study, storage, tune.max_retry)
     return study, storage, parent_run_id(study, tune, experiment_id, created)
 
 
@@ -379,7 +383,10 @@ def build_parser(
     description: str = "Tune the fare model with Optuna; track trials and the champion in MLflow.",
 ) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog=prog,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
     )
     group = parser.add_argument_group("study")
     group.add_argument(
@@ -489,7 +496,7 @@ def storage_error(error: BaseException, storage: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    problem = one_device_error(args)
+    problem = argument_error(args) or one_device_error(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import mlflow
 import optuna
 
+from training.checks import argument_error
 from training.lake import LakeError
 from training.study import (
     StaleTrialReaper,
@@ -78,7 +79,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 def split_argv(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """The launcher's own flags, and the rest (passed on to every worker)."""
-    own = argparse.ArgumentParser(add_help=False)
+    own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     add_worker_arguments(own)
     return own.parse_known_args(argv)
 
@@ -293,9 +294,7 @@ def build_workers_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_workers_parser().parse_args(argv)
-    problem = one_device_error(args)
-    if args.workers < 1:
-        problem = "--workers must be at least 1"
+    problem = argument_error(args) or one_device_error(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -248,3 +248,29 @@ def test_workers_ride_out_a_postgres_restart_with_a_shared_mlflow_server(
     assert any(best_run in key and key.endswith("checkpoint/best.ckpt") for key in keys)
     champion = mlflow.MlflowClient().get_model_version_by_alias("dc-taxi-fare", "champion")
     assert champion.run_id == best_run
+
+
+@pytest.mark.slow
+def test_a_killed_tune_is_cleaned_up_when_its_study_resumes(long_lake, tmp_path):
+    """Journal storage has no heartbeats: the resumed study fails and retries the dead trial."""
+    journal = str(tmp_path / "optuna.journal")
+    argv = tune_argv(
+        long_lake, tmp_path, journal, "resume",
+        "--tracking-uri", sqlite_uri(tmp_path), "--no-progress",
+    )  # fmt: skip
+    log = tmp_path / "tune.log"
+    first = start_cli("training.tune", [*argv, "--n-trials", "2"], log)
+    storage = JournalStorage(JournalFileBackend(journal))
+    victim = wait_for(running_trial_with_run(storage, "resume"), 240, "a trial to start")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+
+    assert tune.main([*argv, "--n-trials", "1"]) == 0
+
+    study = optuna.load_study(study_name="resume", storage=storage)
+    mlflow.set_tracking_uri(sqlite_uri(tmp_path))
+    assert_retried(study, victim, "its process is gone")
+    assert_one_parent_and_nothing_running(study)
+    (parent,), _ = study_runs()
+    assert parent.data.metrics.get("trials_running", 0) == 0
+    assert parent.data.metrics["trials_fail"] == 1
