@@ -20,11 +20,12 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
-from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
 from pyiceberg.io.pyarrow import parquet_files_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table, TableProperties, Transaction
@@ -81,23 +82,22 @@ def current_snapshots(catalog: Catalog, lake_root: str) -> dict[str, int | None]
 
 
 def list_data_files(folder: str) -> list[str]:
-    """Parquet files under `folder` (a local path or s3:// URI), sorted; `_`/`.` names skipped."""
-    filesystem, root = pafs.FileSystem.from_uri(folder) if "://" in folder else (None, None)
-    if filesystem is None:
-        filesystem, root = pafs.LocalFileSystem(), str(Path(folder).resolve())
-    info = filesystem.get_file_info(root)
-    if info.type != pafs.FileType.Directory:
+    """Parquet files under `folder` (a path or URI) as sorted URIs; `_`/`.` names skipped."""
+    if "://" in folder:
+        filesystem, root = pafs.FileSystem.from_uri(folder)
+        scheme = "file://" if folder.startswith("file:") else folder.split("://", 1)[0] + "://"
+    else:
+        filesystem, root, scheme = pafs.LocalFileSystem(), str(Path(folder).resolve()), "file://"
+    if filesystem.get_file_info(root).type != pafs.FileType.Directory:
         return []
-    scheme = folder.split("://", 1)[0] + "://" if "://" in folder else ""
-    found = []
-    for entry in filesystem.get_file_info(pafs.FileSelector(root, recursive=True)):
-        relative = posixpath.relpath(entry.path, root)
-        if entry.type == pafs.FileType.File and not any(
-            part.startswith(("_", ".")) for part in relative.split("/")
-        ):
-            found.append(entry.path)
-    prefix = "file://" if scheme in ("", "file://") else scheme
-    return sorted(prefix + path if not path.startswith(prefix) else path for path in found)
+    return sorted(
+        scheme + entry.path
+        for entry in filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+        if entry.type == pafs.FileType.File
+        and not any(
+            part.startswith(("_", ".")) for part in posixpath.relpath(entry.path, root).split("/")
+        )
+    )
 
 
 def ensure_namespace(catalog: Catalog) -> None:
@@ -110,26 +110,20 @@ def ensure_namespace(catalog: Catalog) -> None:
 
 
 def ensure_table(
-    catalog: Catalog, lake_root: str, name: str, schema_file: str, partition_by: str | None
+    catalog: Catalog, lake_root: str, name: str, schema: pa.Schema, partition_by: str | None
 ) -> Table:
-    """`dc_taxi.<name>` at `<lake_root>/<name>`, created from `schema_file`'s schema if new."""
+    """`dc_taxi.<name>` at `<lake_root>/<name>`, created with `schema` if it is new."""
     if catalog.table_exists(identifier(name)):
         return load_mart(catalog, lake_root, name)
     ensure_namespace(catalog)
-    io = catalog._load_file_io(location=schema_file)
-    with io.new_input(schema_file).open() as handle:
-        arrow_schema = pq.read_schema(handle)
     try:
         table = catalog.create_table(
             identifier(name),
-            schema=arrow_schema,
+            schema=schema,
             location=table_location(lake_root, name),
             properties=TABLE_PROPERTIES,
         )
-    except Exception as error:  # another build created it a moment ago
-        if not catalog.table_exists(identifier(name)):
-            raise
-        del error
+    except TableAlreadyExistsError:  # another build created it a moment ago
         return load_mart(catalog, lake_root, name)
     if partition_by:
         with table.update_spec() as spec:
@@ -151,11 +145,10 @@ def stage_mart(
     Returns the staged snapshot id and the data files, for the build's tests to read.
     """
     files = list_data_files(data_folder)
-    table = ensure_table(catalog, lake_root, name, schema_file, partition_by)
-    branch = audit_branch(invocation_id)
-    io = table.io
-    with io.new_input(schema_file).open() as handle:
+    with catalog._load_file_io(location=schema_file).new_input(schema_file).open() as handle:
         arrow_schema = pq.read_schema(handle)
+    table = ensure_table(catalog, lake_root, name, arrow_schema, partition_by)
+    branch = audit_branch(invocation_id)
     with table.transaction() as transaction:
         if set(arrow_schema.names) != set(table.schema().column_names):
             with transaction.update_schema() as schema:
