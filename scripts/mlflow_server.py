@@ -14,34 +14,40 @@ By default the backend is the `mlflow` database of the cluster `scripts.postgres
 under data/postgres, and the artifacts go to the bucket `dc-taxi-mlflow` of the SeaweedFS
 server `scripts.s3_server` runs under data/s3. Pass `--backend-store-uri` /
 `--artifacts-destination` (with the standard AWS_* variables) to use others. The database
-password is passed in PGPASSWORD, never on the command line.
+password is passed in PGPASSWORD, never on the command line: PGPASSWORD from the environment,
+else (for the default backend) the password `scripts.postgres_server` generated.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from scripts import postgres_server, s3_server
+from scripts._server import (
+    HOST,
+    ServerError,
+    clear_state,
+    command_line,
+    free_port,
+    spawn,
+    terminate,
+    wait_until,
+    write_state,
+)
+from scripts._server import read_state as _read_state_file
 
 DEFAULT_DATA_DIR = Path("data/mlflow-server")
 DEFAULT_PORT = 5000
 DEFAULT_BUCKET = "dc-taxi-mlflow"
-HOST = "127.0.0.1"
-STATE_FILE = "server.json"
 
 
-class MlflowServerError(RuntimeError):
+class MlflowServerError(ServerError):
     """The server could not be started, found or stopped; the message says why."""
 
 
@@ -58,8 +64,9 @@ class RunningMlflow:
         return f"http://{HOST}:{self.port}"
 
 
-def default_backend(postgres_dir: Path) -> str:
-    """The `mlflow` database of the project's PostgreSQL; the password goes in PGPASSWORD."""
+def default_backend(postgres_dir: Path) -> tuple[str, str]:
+    """The `mlflow` database of the project's PostgreSQL (URL without password) and the
+    password, which goes to the server in PGPASSWORD."""
     server = postgres_server.read_state(postgres_dir)
     if server is None:
         raise MlflowServerError(
@@ -67,7 +74,7 @@ def default_backend(postgres_dir: Path) -> str:
             " scripts.postgres_server start --database mlflow`, or pass --backend-store-uri"
         )
     postgres_server.create_database(server, "mlflow")
-    return server.url("mlflow", password="")
+    return server.url("mlflow", password=""), server.password()
 
 
 def default_artifacts(s3_dir: Path) -> tuple[str, dict[str, str]]:
@@ -78,7 +85,7 @@ def default_artifacts(s3_dir: Path) -> tuple[str, dict[str, str]]:
             f"no S3 server running for {s3_dir} — start it with `python -m scripts.s3_server"
             " start`, or pass --artifacts-destination"
         )
-    identity = s3_server.identity_from_env()
+    identity = s3_server.server_identity(Path(server.data_dir))
     s3_server.create_bucket(server.endpoint, identity, DEFAULT_BUCKET)
     return f"s3://{DEFAULT_BUCKET}/artifacts", server.env(identity)
 
@@ -89,7 +96,8 @@ def server_env(artifacts_env: dict[str, str], password: str | None) -> dict[str,
     endpoint = artifacts_env.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         env["MLFLOW_S3_ENDPOINT_URL"] = endpoint  # what MLflow's S3 artifact store reads
-    env["PGPASSWORD"] = password if password is not None else postgres_server.password_from_env()
+    if password:
+        env["PGPASSWORD"] = password
     return env
 
 
@@ -110,18 +118,15 @@ def _command(port: int, backend: str, artifacts: str, workers: int) -> list[str]
 
 def _is_ours(pid: int, port: int) -> bool:
     """True when pid is a live `mlflow server` on this port (guards against pid reuse)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    cmdline = command_line(pid)
     return b"server" in cmdline and b"mlflow" in cmdline and str(port).encode() in cmdline
 
 
 def read_state(data_dir: Path) -> RunningMlflow | None:
-    state = data_dir.resolve() / STATE_FILE
-    if not state.exists():
+    state = _read_state_file(data_dir.resolve())
+    if state is None:
         return None
-    server = RunningMlflow(**json.loads(state.read_text()))
+    server = RunningMlflow(**state)
     return server if _is_ours(server.pid, server.port) else None
 
 
@@ -131,13 +136,6 @@ def _healthy(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _tail(log: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def start(
@@ -158,60 +156,34 @@ def start(
             f"already running at {running.url} (pid {running.pid}) — `python -m"
             " scripts.mlflow_server stop` first"
         )
-    backend = backend_store_uri or default_backend(postgres_server.DEFAULT_DATA_DIR)
+    if backend_store_uri is None:
+        backend_store_uri, default_password = default_backend(postgres_server.DEFAULT_DATA_DIR)
+        password = password or default_password
     if artifacts_destination is None:
         artifacts_destination, artifacts_env = default_artifacts(s3_server.DEFAULT_DATA_DIR)
-    port = port or postgres_server.free_port()
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "mlflow.log"
-    with log.open("ab") as log_handle:
-        process = subprocess.Popen(
-            _command(port, backend, artifacts_destination, workers),
-            cwd=data_dir,
-            env=server_env(artifacts_env or {}, password),
-            stdin=subprocess.DEVNULL,
-            stdout=log_handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stop ends the web workers too
-        )
+    process = spawn(
+        _command(port, backend_store_uri, artifacts_destination, workers),
+        data_dir,
+        log,
+        server_env(artifacts_env or {}, password),
+    )  # its own process group: stop ends the web workers too
     server = RunningMlflow(pid=process.pid, port=port, data_dir=str(data_dir))
-    deadline = time.monotonic() + timeout
-    while not _healthy(server.url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            _terminate(process.pid, 10)
-            raise MlflowServerError(f"mlflow server did not come up: {_tail(log)}")
-        time.sleep(0.5)
-    (data_dir / STATE_FILE).write_text(json.dumps(asdict(server), indent=2))
+    wait_until(lambda: _healthy(server.url), process, log, timeout, "mlflow server", poll=0.5)
+    write_state(data_dir, asdict(server))
     return server
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it is still there after timeout."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                return
-        except ChildProcessError:  # started by another command: poll /proc
-            if not Path(f"/proc/{pid}").exists():
-                return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def stop(data_dir: Path = DEFAULT_DATA_DIR, timeout: float = 20.0) -> bool:
     """Stop the server recorded under data_dir; False when none was running."""
     data_dir = data_dir.resolve()
     server = read_state(data_dir)
-    (data_dir / STATE_FILE).unlink(missing_ok=True)
+    clear_state(data_dir)
     if server is None:
         return False
-    _terminate(server.pid, timeout)
+    terminate(server.pid, timeout)
     return True
 
 
@@ -219,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.mlflow_server",
         description="Run a shared MLflow tracking server on 127.0.0.1 (PostgreSQL + S3).",
+        allow_abbrev=False,
     )
     parser.add_argument("command", choices=("start", "stop", "status"), help="what to do")
     parser.add_argument(
@@ -261,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"not running (data dir {args.data_dir})")
                 return 1
             print(f"running at {server.url} (pid {server.pid})")
-    except (MlflowServerError, postgres_server.PostgresError, s3_server.S3ServerError) as error:
+    except ServerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -8,6 +8,7 @@ naming the install script.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -101,18 +102,26 @@ def require_postgres() -> None:
     pytest.skip(message)
 
 
+def pg_data_dir() -> Path:
+    """A fresh folder for a cluster. Under /tmp: as root, the `postgres` OS user runs it and
+    must be able to reach the directory (pytest's own tmp dirs are root-only)."""
+    return Path(tempfile.mkdtemp(prefix="dc-taxi-pg-"))
+
+
 @pytest.fixture(scope="session")
 def postgres():
-    """A throwaway cluster on a free port. Under /tmp: as root, the `postgres` OS user runs
-    it and must be able to reach the directory (pytest's own tmp dirs are root-only)."""
+    """A throwaway cluster on a free port; its application role's password is in PGPASSWORD
+    for the whole session (as a user would export it), so URLs without one work too."""
     require_postgres()
-    data_dir = Path(tempfile.mkdtemp(prefix="dc-taxi-pg-"))
-    server = postgres_server.start(data_dir, port=0)
-    try:
-        yield server
-    finally:
-        postgres_server.stop(data_dir, mode="immediate")
-        shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir = pg_data_dir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PGPASSWORD", secrets.token_urlsafe(16))
+        server = postgres_server.start(data_dir, port=0)
+        try:
+            yield server
+        finally:
+            postgres_server.stop(data_dir, mode="immediate")
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
