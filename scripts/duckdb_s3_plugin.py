@@ -32,11 +32,22 @@ _CREDENTIAL_ERRORS = (
 )
 
 
+# pyarrow's (AWS SDK's) words for "no connection at all": nothing answered at the endpoint.
+_CONNECTION_ERRORS = (
+    "NETWORK_CONNECTION",
+    "Could not connect",
+    "Couldn't connect",
+    "Could not resolve host",
+    "Connection refused",
+    "Connection timed out",
+)
+
+
 class S3AccessError(RuntimeError):
-    """S3 refused the request; the message says which settings to check.
+    """S3 refused the request, or could not be reached; the message says what to check.
 
     Not an OSError on purpose: fsspec's glob treats OSError as "nothing here" and would turn
-    bad credentials into an empty listing.
+    bad credentials, or an endpoint that is down, into an empty listing ("no raw files").
     """
 
 
@@ -50,12 +61,32 @@ def arrow_s3_filesystem() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(endpoint_override=parts.netloc, scheme=parts.scheme, region=region)
 
 
+def _endpoint_setting() -> tuple[str, str] | None:
+    """(the env var naming the S3 endpoint, its value), or None for AWS's own endpoint."""
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        if os.environ.get(name):
+            return name, os.environ[name]
+    return None
+
+
 def _access_error(error: OSError, path: str) -> S3AccessError | None:
-    """One line naming the fix when pyarrow's error is S3 refusing the credentials or access."""
+    """One line naming the fix when pyarrow's error is S3 unreachable, or refusing access."""
+    setting = _endpoint_setting()
+    if any(words in str(error) for words in _CONNECTION_ERRORS):
+        if setting is None:
+            return S3AccessError(
+                f"S3 is unreachable (reading {path}): no connection to AWS — check the network "
+                "and AWS_REGION, or set AWS_ENDPOINT_URL for a local S3 server"
+            )
+        name, endpoint = setting
+        return S3AccessError(
+            f"the S3 endpoint {endpoint} ({name}) is unreachable (reading {path}) — start the "
+            f"local S3 server (`python -m scripts.s3_server start`) or point {name} at a "
+            "running one"
+        )
     if not any(code in str(error) for code in _CREDENTIAL_ERRORS):
         return None
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    where = f" at {endpoint}" if endpoint else ""
+    where = f" at {setting[1]}" if setting else ""
     return S3AccessError(
         f"S3{where} refused access to {path} — check AWS_ACCESS_KEY_ID / "
         "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and that the key may read the raw prefix "
@@ -64,7 +95,7 @@ def _access_error(error: OSError, path: str) -> S3AccessError | None:
 
 
 def _explained(method):
-    """Wrap a filesystem method so credential failures surface as one S3AccessError line."""
+    """Wrap a filesystem method so access and connection failures surface as one line."""
 
     @functools.wraps(method)
     def wrapper(self, path, *args, **kwargs):
@@ -83,8 +114,9 @@ class DuckDBS3FileSystem(ArrowFSWrapper):
     """fsspec view of pyarrow's S3 filesystem under the ``s3://`` and ``s3a://`` protocols.
 
     DuckDB's fsspec bridge lists directories with ``ls(path)`` and expects fsspec's usual
-    detail records, so ``ls`` defaults to ``detail=True`` here. Credential failures are
-    re-raised as one clear line instead of the SDK's multi-line message.
+    detail records, so ``ls`` defaults to ``detail=True`` here. Credential failures and an
+    unreachable endpoint are re-raised as one clear line instead of the SDK's message (or, in
+    a glob, instead of an empty listing).
     """
 
     protocol = ("s3", "s3a")

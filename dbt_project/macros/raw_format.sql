@@ -22,3 +22,39 @@
     {{ array_element(fields, loop.index) }} as {{ name | lower }}{{ ',' if not loop.last }}
     {%- endfor %}
 {%- endmacro %}
+
+{#- A raw line without its line ending's `\r`. Both engines split the files on `\n` only
+    (DuckDB: macros/raw_source.sql; Athena: LazySimpleSerDe), so a CRLF line arrives with one
+    trailing `\r`: exactly one is removed here, so LF and CRLF lines, mixed in one file or not,
+    read the same. Any other `\r` stays and makes the line unreadable (below). -#}
+{% macro strip_line_end(line) -%}
+    {{ return(adapter.dispatch('strip_line_end', 'dc_taxi')(line)) }}
+{%- endmacro %}
+
+{% macro duckdb__strip_line_end(line) -%}
+    case when ends_with({{ line }}, chr(13)) then {{ line }}[:-2] else {{ line }} end
+{%- endmacro %}
+
+{#- Trino regex: `[\s\S]` is any character (`.` stops at `\r`), `\z` the very end. -#}
+{% macro athena__strip_line_end(line) -%}
+    regexp_extract({{ line }}, '^([\s\S]*?)\r?\z', 1)
+{%- endmacro %}
+
+{#- True when a line (its ending removed) holds bytes no raw field may: a NUL, a `\r`, or
+    U+FFFD, which is what bytes that are not UTF-8 read as. Such a line is `malformed_line`. -#}
+{% macro has_unreadable_bytes(line) -%}
+    {{ return(adapter.dispatch('has_unreadable_bytes', 'dc_taxi')(line)) }}
+{%- endmacro %}
+
+{% macro duckdb__has_unreadable_bytes(line) -%}
+    regexp_matches({{ line }}, '{{ unreadable_byte_pattern() }}')
+{%- endmacro %}
+
+{% macro athena__has_unreadable_bytes(line) -%}
+    regexp_like({{ line }}, '{{ unreadable_byte_pattern() }}')
+{%- endmacro %}
+
+{#- NUL, CR, U+FFFD: the same pattern for RE2 (DuckDB) and Java regex (Trino). -#}
+{% macro unreadable_byte_pattern() -%}
+    {{ return('[\\x00\\r\\x{FFFD}]') }}
+{%- endmacro %}

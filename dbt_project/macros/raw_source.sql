@@ -44,6 +44,40 @@
     {{ return(raw_path) }}
 {%- endmacro %}
 
+{#- Problems that would lose a month silently, one line each naming the file and the fix: an
+    empty (0-byte) file, and a name that is not `taxi_YYYY_MM.txt` with a real month (such a
+    file would otherwise be read as one). `files` are (file name, size in bytes or none). -#}
+{% macro raw_file_problems(files, raw_folder) -%}
+    {%- set problems = [] -%}
+    {%- for name, size in files -%}
+        {%- if not modules.re.fullmatch('taxi_[0-9]{4}_(0[1-9]|1[0-2])[.]txt', name) -%}
+            {%- do problems.append(
+                "raw file '" ~ name ~ "' is not named taxi_YYYY_MM.txt with a real month — "
+                ~ "rename it, or move it out of " ~ raw_folder
+            ) -%}
+        {%- elif size == 0 -%}
+            {%- do problems.append(
+                "raw file '" ~ name ~ "' is empty (0 bytes): a month of zero rows is data loss, "
+                ~ "not data — restore it from the source, or delete it if the month is not wanted"
+            ) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(problems) }}
+{%- endmacro %}
+
+{#- Raises one error listing every problem found, if any. -#}
+{% macro raise_raw_file_problems(problems) -%}
+    {%- if problems -%}
+        {{ exceptions.raise_compiler_error(problems | join('\n')) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The files are read whole (read_blob) and split on `\n` only, in SQL: DuckDB's CSV reader
+    takes a lone `\r` as a line break, stops at a NUL, an over-long line or a mixed line ending,
+    and with strict_mode=false silently cuts a line at a NUL. Here every line is kept as its
+    bytes (a `\r` before the `\n` too: staging removes it, as on Athena); a file that is not
+    valid UTF-8 is split line by line, and a line that does not decode reads with each byte
+    >= 0x80 as U+FFFD, so staging quarantines it. An empty line reads as NULL, as on Athena. -#}
 {% macro duckdb__declare_raw_source() -%}
     {%- set relation = raw_source_relation() -%}
     {#- Only where dbt runs the SQL this renders: the hooks of build, run, test, ... -#}
@@ -54,30 +88,72 @@
     {%- set raw_folder = duckdb_raw_folder() -%}
     {%- set raw_glob = raw_folder ~ '/taxi_*.txt' -%}
     {%- if execute -%}
-        {%- set found = run_query('select count(*) from glob(' ~ sql_string(raw_glob) ~ ')') -%}
-        {%- if found.columns[0].values()[0] == 0 -%}
+        {%- set found = run_query(
+            'select parse_filename(filename) as source_file, size from read_blob('
+            ~ sql_string(raw_glob) ~ ') order by source_file'
+        ) -%}
+        {%- set problems = duckdb_unlisted_raw_files(raw_folder) -%}
+        {%- if found.rows | length == 0 and not problems -%}
             {{ exceptions.raise_compiler_error(
                 "no raw files matching '" ~ raw_glob ~ "' — generate sample data with "
                 ~ "`python -m scripts.generate_raw --out " ~ raw_folder ~ "` or point the "
                 ~ "raw_path var at the DC taxi files (--vars '{raw_path: <folder>}')"
             ) }}
         {%- endif -%}
+        {%- do raise_raw_file_problems(problems + raw_file_problems(found.rows, raw_folder)) -%}
     {%- endif -%}
     create schema if not exists {{ relation.include(identifier=false) }};
     create or replace view {{ relation }} as
-    select
-        parse_filename(filename) as source_file,
-        line as raw_line
-    from read_csv(
-        {{ sql_string(raw_glob) }},
-        columns = {'line': 'VARCHAR'},
-        delim = chr(0),
-        quote = '',
-        escape = '',
-        header = false,
-        auto_detect = false,
-        filename = true
+    with files as (
+        select
+            parse_filename(filename) as source_file,
+            content,
+            try(decode(content)) as text
+        from read_blob({{ sql_string(raw_glob) }})
+    ),
+    split_files as (
+        select
+            source_file,
+            case
+                when text is not null then string_split(text, chr(10))
+                else list_transform(
+                    string_split(cast(content as varchar), '\x0A'),
+                    lambda line: coalesce(
+                        try(decode(cast(line as blob))),
+                        decode(cast(
+                            regexp_replace(line, '\\x[89A-F][0-9A-F]', '\\xEF\\xBF\\xBD', 'g')
+                            as blob
+                        ))
+                    )
+                )
+            end as lines
+        from files
+    ),
+    lines as (
+        -- A final `\n` ends the last line; it does not start an empty one.
+        select
+            source_file,
+            unnest(lines[1:len(lines) - cast(lines[-1] = '' as integer)]) as raw_line
+        from split_files
     )
+    select
+        source_file,
+        nullif(raw_line, '') as raw_line
+    from lines
+{%- endmacro %}
+
+{#- Entries named `taxi_*.txt` that DuckDB's glob skips without a word: a broken symlink, a
+    folder, a file it may not read. Only the dbt-duckdb plugin (Python) can see them; it
+    registers `raw_folder_problems(folder)` (one problem per line, '' when none). -#}
+{% macro duckdb_unlisted_raw_files(raw_folder) -%}
+    {%- set registered = run_query(
+        "select count(*) from duckdb_functions() where function_name = 'raw_folder_problems'"
+    ) -%}
+    {%- if registered.columns[0].values()[0] == 0 -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- set found = run_query('select raw_folder_problems(' ~ sql_string(raw_folder) ~ ')') -%}
+    {{ return((found.columns[0].values()[0] or '').splitlines()) }}
 {%- endmacro %}
 
 {#- Athena: an external text table over the raw prefix reads each line whole into one string
@@ -112,13 +188,26 @@
     {%- do run_query('drop table if exists ' ~ lines.render_hive()) -%}
     {%- do run_query(athena_create_raw_lines_table(lines, raw_prefix)) -%}
     {%- do run_query(athena_create_raw_source_view(relation, lines, raw_prefix)) -%}
-    {%- set first_line = run_query('select source_file from ' ~ relation ~ ' limit 1') -%}
-    {%- if first_line.rows | length == 0 -%}
+    {#- Objects of 0 bytes have no line, so Athena cannot see them (docs/design.md); a name
+        that is not a month can be seen, at the price of one scan of the raw files. -#}
+    {%- set found = run_query(
+        'select source_file from ' ~ relation ~ ' group by source_file order by source_file'
+    ) -%}
+    {%- if found.rows | length == 0 -%}
         {%- do run_query('drop view if exists ' ~ relation) -%}
         {{ exceptions.raise_compiler_error(
             "no raw files matching '" ~ raw_prefix ~ "/taxi_*.txt' — upload them with "
             ~ "`python -m scripts.upload_raw --src data/raw --dest " ~ raw_prefix ~ "` or "
             ~ "point the raw_path var at the S3 prefix holding the DC taxi files"
         ) }}
+    {%- endif -%}
+    {%- set files = [] -%}
+    {%- for row in found.rows -%}
+        {%- do files.append((row[0], none)) -%}
+    {%- endfor -%}
+    {%- set problems = raw_file_problems(files, raw_prefix) -%}
+    {%- if problems -%}
+        {%- do run_query('drop view if exists ' ~ relation) -%}
+        {%- do raise_raw_file_problems(problems) -%}
     {%- endif -%}
 {%- endmacro %}

@@ -6,7 +6,7 @@ raw_lines as (
 
     select count(*) as row_count
     from {{ source('dc_taxi', 'trip_lines') }}
-    where raw_line is distinct from '{{ raw_header() }}'
+    where {{ strip_line_end("coalesce(raw_line, '')") }} != '{{ raw_header() }}'
 
 ),
 

@@ -82,17 +82,28 @@ def parse_timestamp(text: str) -> dt.datetime | None:
         return None
 
 
+UNREADABLE = ("\x00", "\r", "\ufffd")
+
+
+def decode_line(raw: bytes) -> str:
+    """A line's text: UTF-8, or when it is not, every byte >= 0x80 read as U+FFFD."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(chr(byte) if byte < 0x80 else "\ufffd" for byte in raw)
+
+
 def read_lines(path: Path) -> list[str]:
-    """Lines the way the raw source reads them: LF or CRLF endings, a final newline optional."""
-    text = path.read_bytes().decode("utf-8")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
+    """Lines the way the raw source reads them: split on LF only, one CR before it removed
+    (LF and CRLF mixed freely), a final newline optional, each line decoded on its own."""
+    lines = path.read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
         lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return [decode_line(line).removesuffix("\r") for line in lines]
 
 
 def _reason(fields: list[str], seen: set[str], key: str, rules: Rules) -> tuple[str | None, dict]:
-    if len(fields) != 27:
+    if len(fields) != 27 or any(char in "|".join(fields) for char in UNREADABLE):
         return "malformed_line", {}
     if key in seen:
         return "duplicate", {}

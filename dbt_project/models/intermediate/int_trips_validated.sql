@@ -31,7 +31,7 @@ validated as (
     select
         *,
         case
-            when field_count != 27 then 'malformed_line'
+            when field_count != 27 or has_unreadable_bytes then 'malformed_line'
             when key_occurrence > 1 then 'duplicate'
             when pickup_at is null then 'invalid_pickup_time'
             when fare_amount is null then 'invalid_fare'

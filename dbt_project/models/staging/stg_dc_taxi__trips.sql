@@ -6,13 +6,23 @@ source as (
 
 ),
 
+lines as (
+
+    -- An empty line reads as NULL; a CRLF line's `\r` is part of its ending, not its text.
+    select
+        source_file,
+        {{ strip_line_end("coalesce(raw_line, '')") }} as raw_line
+    from source
+
+),
+
 data_lines as (
 
     select
         source_file,
-        coalesce(raw_line, '') as raw_line
-    from source
-    where raw_line is distinct from '{{ raw_header() }}'
+        raw_line
+    from lines
+    where raw_line != '{{ raw_header() }}'
 
 ),
 
@@ -21,7 +31,8 @@ split_lines as (
     select
         source_file,
         raw_line,
-        {{ split_line('raw_line') }} as raw_fields
+        {{ split_line('raw_line') }} as raw_fields,
+        {{ has_unreadable_bytes('raw_line') }} as has_unreadable_bytes
     from data_lines
 
 ),
@@ -36,7 +47,10 @@ renamed as (
         -- raw text
         raw_line,
         {{ array_length('raw_fields') }} as field_count,
-        {{ raw_field_columns('raw_fields') }}
+        {{ raw_field_columns('raw_fields') }},
+
+        -- booleans
+        has_unreadable_bytes
     from split_lines
 
 ),
@@ -54,6 +68,9 @@ parsed as (
         {%- for name in raw_field_names() %}
             {{ name | lower }},
         {%- endfor %}
+
+        -- booleans
+        has_unreadable_bytes,
 
         -- numerics
         {{ try_cast_number('fareamount') }} as fare_amount,

@@ -1,5 +1,6 @@
-{#- Unified/valid: every raw file carries exactly one header line equal to the contract's.
-    A file with a wrong or missing header fails here (its lines are still quarantined). -#}
+{#- Unified/valid: every raw file carries exactly one header line equal to the contract's (a
+    CRLF ending removed, as in staging). A file with a wrong or missing header fails here (its
+    lines are still quarantined). -#}
 {% test every_file_has_header(model, file_column, line_column) %}
 
 with
@@ -14,7 +15,9 @@ per_file as (
 
     select
         {{ file_column }} as source_file,
-        sum(case when {{ line_column }} = '{{ raw_header() }}' then 1 else 0 end) as header_lines
+        sum(
+            case when {{ strip_line_end(line_column) }} = '{{ raw_header() }}' then 1 else 0 end
+        ) as header_lines
     from lines
     group by {{ file_column }}
 
