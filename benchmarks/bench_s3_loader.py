@@ -36,8 +36,11 @@ import pyarrow
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from lakehouse.builds import PinnedBuild, pin_build
+from lakehouse.catalog import open_catalog
+from lakehouse.publish import publish_folders
 from scripts import s3_server
-from training.data import COLUMNS, ParquetBatches
+from training.data import COLUMNS, TRAINING_MARTS, ParquetBatches
 from training.lake import discover_split, load_feature_stats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +73,7 @@ def build_lake(work: Path, rows: int) -> Path:
     dbt_vars = json.dumps({"raw_path": str(work / "raw"), "lake_path": str(lake)})
     dbt = str(Path(sys.executable).with_name("dbt"))
     subprocess.run(
-        [dbt, "run", "--target", "local", "--vars", dbt_vars, "--quiet"],
+        [dbt, "build", "--target", "local", "--vars", dbt_vars, "--quiet"],
         cwd=REPO,
         env=env,
         check=True,
@@ -79,29 +82,44 @@ def build_lake(work: Path, rows: int) -> Path:
     return lake
 
 
-def upload_lake(lake: Path, server: s3_server.RunningServer) -> str:
-    """Copy trip_features and feature_stats to s3://bench/lake; returns that URI."""
+def upload_lake(lake: Path, server: s3_server.RunningServer, catalog) -> str:
+    """Copy the local lake's published trip_features and feature_stats files to
+    s3://bench/lake and publish them there as the same build, in `catalog`; returns the URI."""
+    identity = s3_server.server_identity(Path(server.data_dir))
     filesystem = pafs.S3FileSystem(
         endpoint_override=server.endpoint.removeprefix("http://"),
         scheme="http",
-        access_key=s3_server.identity_from_env().access_key,
-        secret_key=s3_server.identity_from_env().secret_key,
+        access_key=identity.access_key,
+        secret_key=identity.secret_key,
         region=s3_server.REGION,
     )
-    for mart in ("trip_features", "feature_stats"):
+    build = pin_build(str(lake / "trip_features"), marts=TRAINING_MARTS)
+    remote = f"s3://{BUCKET}/lake"
+    folders = {}
+    for mart in TRAINING_MARTS:
+        local = lake / mart / "data" / build.invocation_id / "mart"
+        folders[mart] = f"{remote}/{mart}/data/{build.invocation_id}"
         pafs.copy_files(
-            str(lake / mart),
-            f"{BUCKET}/lake/{mart}",
+            str(local),
+            folders[mart].removeprefix("s3://"),
             source_filesystem=pafs.LocalFileSystem(),
             destination_filesystem=filesystem,
         )
-    return f"s3://{BUCKET}/lake"
+    publish_folders(
+        remote, build.invocation_id, folders, {"trip_features": "split"}, catalog=catalog
+    )
+    return remote
 
 
-def run_loader(data: str, epochs: int, batch_size: int) -> list[tuple[int, float]]:
+def pinned(data: str, catalog) -> PinnedBuild:
+    return pin_build(f"{data}/trip_features", marts=TRAINING_MARTS, catalog=catalog)
+
+
+def run_loader(data: str, catalog, epochs: int, batch_size: int) -> list[tuple[int, float]]:
     """(rows, seconds) per epoch of ParquetBatches over the train split."""
-    files = discover_split(f"{data}/trip_features", "train")
-    stats = load_feature_stats(f"{data}/feature_stats")
+    build = pinned(data, catalog)
+    files = discover_split(build, "train")
+    stats = load_feature_stats(build)
     dataset = ParquetBatches(files, stats, batch_size, shuffle=True, seed=0)
     results = []
     for epoch in range(epochs):
@@ -113,12 +131,12 @@ def run_loader(data: str, epochs: int, batch_size: int) -> list[tuple[int, float
     return results
 
 
-def run_row_groups(data: str, epochs: int) -> list[tuple[int, float]]:
+def run_row_groups(data: str, catalog, epochs: int) -> list[tuple[int, float]]:
     """(rows, seconds) per epoch of a bare pyarrow row-group read loop over the train split."""
     results = []
     for _ in range(epochs):
         started, rows = time.perf_counter(), 0
-        files = discover_split(f"{data}/trip_features", "train")
+        files = discover_split(pinned(data, catalog), "train")
         for part in files.parts:
             with files.filesystem.open_input_file(part.path) as handle:
                 parquet_file = pq.ParquetFile(handle, pre_buffer=True)
@@ -172,15 +190,21 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(s3_dir, ignore_errors=True)
     server = s3_server.start(s3_dir, port=0, bucket=BUCKET)
     try:
-        os.environ.update(server.env(s3_server.identity_from_env()))
-        sources = {"local disk": str(lake), "S3 (SeaweedFS)": upload_lake(lake, server)}
+        os.environ.update(server.env())
+        s3_catalog = open_catalog(
+            f"s3://{BUCKET}/lake", catalog_uri=f"sqlite:///{work / 's3_catalog.db'}"
+        )
+        sources = {
+            "local disk": (str(lake), open_catalog(lake, create=False)),
+            "S3 (SeaweedFS)": (upload_lake(lake, server, s3_catalog), s3_catalog),
+        }
         report = {"machine": machine(), "rows": args.rows, "batch_size": args.batch_size}
         for case in CASES:
-            for name, data in sources.items():
+            for name, (data, catalog) in sources.items():
                 if case == "loader":
-                    results = run_loader(data, args.epochs, args.batch_size)
+                    results = run_loader(data, catalog, args.epochs, args.batch_size)
                 else:
-                    results = run_row_groups(data, args.epochs)
+                    results = run_row_groups(data, catalog, args.epochs)
                 report[f"{case} / {name}"] = summarise(results)
             local, remote = report[f"{case} / local disk"], report[f"{case} / S3 (SeaweedFS)"]
             report[f"{case} S3 / local (median)"] = (

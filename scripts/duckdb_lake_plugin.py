@@ -4,6 +4,8 @@ Registers scalar functions the dbt macros in ``macros/lake.sql`` call:
 
 - ``lake_ensure_dir(path)``: creates a local folder and its parents (DuckDB's ``COPY ... TO``
   creates only the last folder); does nothing for object-store URLs.
+- ``raw_folder_problems(folder)``: the ``taxi_*.txt`` entries DuckDB's glob skips silently (a
+  broken symlink, a folder, an unreadable file), one line each; the raw-source hook fails on them.
 - ``lake_begin(lake_root, invocation_id)``: on-run-start; remembers which build is published.
 - ``lake_stage(lake_root, mart, invocation_id, data_folder, schema_file, partition_by)``:
   post-hook of each mart; registers the Parquet files DuckDB just wrote as the mart's snapshot
@@ -16,6 +18,7 @@ It also creates the DuckDB file's folder before dbt connects. Enabled in ``profi
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import threading
@@ -31,6 +34,30 @@ from lakehouse.catalog import (
     open_catalog,
 )
 from lakehouse.publish import current_snapshots, ensure_namespace, publish_build, stage_mart
+
+
+def raw_folder_problems(folder: str) -> str:
+    """`taxi_*.txt` entries of a local raw folder that DuckDB's glob skips without a word (a
+    broken symlink, a folder) or cannot read: one line each with the fix; '' when none."""
+    if folder.startswith(REMOTE_SCHEMES) or not os.path.isdir(folder):
+        return ""
+    problems = []
+    for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+        if not fnmatch.fnmatchcase(entry.name, "taxi_*.txt"):
+            continue
+        if entry.is_symlink() and not os.path.exists(entry.path):
+            problems.append(
+                f"raw file '{entry.name}' is a broken symlink (to {os.readlink(entry.path)}) — "
+                "mount or restore what it points at, or delete the link"
+            )
+        elif not entry.is_file():
+            problems.append(f"raw file '{entry.name}' is not a file — move it out of {folder}")
+        elif not os.access(entry.path, os.R_OK):
+            problems.append(
+                f"raw file '{entry.name}' cannot be read — give the user running dbt read "
+                "permission on it"
+            )
+    return "\n".join(problems)
 
 
 def lake_ensure_dir(path: str) -> str:
@@ -112,6 +139,7 @@ class Plugin(BasePlugin):
             conn.create_function(name, function, ["VARCHAR"] * arity, "VARCHAR", side_effects=True)
 
         register("lake_ensure_dir", lake_ensure_dir, 1)
+        register("raw_folder_problems", raw_folder_problems, 1)
         register("lake_begin", self.lake_begin, 2)
         register("lake_stage", self.lake_stage, 6)
         register("lake_publish", self.lake_publish, 3)

@@ -41,6 +41,7 @@ from training.study import (
     end_orphan_runs,
     finished_count,
     first_line,
+    is_rdb_url,
     masked,
     open_storage,
     reap_dead_local_trials,
@@ -175,7 +176,7 @@ def prepare_study(tune: TuneConfig, experiment_id: str) -> tuple[optuna.Study, B
     """Create or resume the study and its MLflow parent run (tracking already configured)."""
     storage = tune_storage(tune)
     study, created = create_or_load_study(tune, storage)
-    if not created:
+    if not created and not is_rdb_url(tune.storage):  # RDB storages have heartbeats
         reap_dead_local_trials(study, storage, tune.max_retry)
     return study, storage, parent_run_id(study, tune, experiment_id, created)
 

@@ -146,12 +146,6 @@
     folder, a file it may not read. Only the dbt-duckdb plugin (Python) can see them; it
     registers `raw_folder_problems(folder)` (one problem per line, '' when none). -#}
 {% macro duckdb_unlisted_raw_files(raw_folder) -%}
-    {%- set registered = run_query(
-        "select count(*) from duckdb_functions() where function_name = 'raw_folder_problems'"
-    ) -%}
-    {%- if registered.columns[0].values()[0] == 0 -%}
-        {{ return([]) }}
-    {%- endif -%}
     {%- set found = run_query('select raw_folder_problems(' ~ sql_string(raw_folder) ~ ')') -%}
     {{ return((found.columns[0].values()[0] or '').splitlines()) }}
 {%- endmacro %}

@@ -12,16 +12,11 @@ import socket
 
 import pytest
 
-from tests.conftest import REPO_ROOT, DbtProject, generate_raw
+from tests.conftest import DbtProject, generate_raw
 from tests.pipeline.oracle import evaluate, trip_key
 from tests.pipeline.outputs import read_mart
 
 pytestmark = pytest.mark.slow
-
-# DuckDB's glob skips a broken symlink or a folder without a word: only Python sees them.
-RAW_FILE_PLUGIN_WIRED = "raw_folder_problems" in (
-    (REPO_ROOT / "scripts" / "duckdb_lake_plugin.py").read_text()
-)
 
 
 def _good_line(path, index: int = 1) -> str:
@@ -150,11 +145,6 @@ def test_an_empty_month_file_fails_the_build_by_name(small_raw):
     _fails_with(small_raw, "raw file 'taxi_2016_02.txt' is empty (0 bytes)", "data loss")
 
 
-@pytest.mark.skipif(
-    not RAW_FILE_PLUGIN_WIRED,
-    reason="DuckDB's glob skips broken symlinks and folders without a word; only the dbt-duckdb "
-    "plugin's raw_folder_problems() can see them, and it is not registered yet",
-)
 @pytest.mark.parametrize("kind", ["dangling_symlink", "folder"])
 def test_a_month_file_duckdb_cannot_see_fails_the_build_by_name(small_raw, kind):
     path = small_raw.raw / "taxi_2016_02.txt"

@@ -197,7 +197,7 @@ def mlflow_on_postgres_and_s3(postgres, tmp_path_factory):
     """`mlflow server`: runs in the PostgreSQL cluster, artifacts in a SeaweedFS bucket."""
     root = tmp_path_factory.mktemp("mlflow-server")
     s3 = s3_server.start(root / "s3", port=0, bucket="mlflow-test")
-    identity = s3_server.identity_from_env()
+    identity = s3_server.server_identity(root / "s3")
     postgres_server.create_database(postgres, "mlflow")
     try:
         server = mlflow_server.start(
