@@ -22,7 +22,9 @@ from lakehouse.publish import PublishConflict, point_main_at
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lakehouse", description="The lake's builds, rollback and housekeeping."
+        allow_abbrev=False,
+        prog="python -m lakehouse",
+        description="The lake's builds, rollback and housekeeping.",
     )
     parser.add_argument("--lake", default="data/lake", help="the lake_path dbt writes to")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -17,6 +17,7 @@ from reports.marts import LakeError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m reports",
         description="Write the data-quality and tuning pages (static HTML); print their paths.",
     )

@@ -45,6 +45,7 @@ def write_report_from_args(args: argparse.Namespace, out: Path) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m reports.data_quality",
         description="Write the data-quality and split-analysis page (static HTML) after dbt build.",
     )

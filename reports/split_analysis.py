@@ -385,6 +385,7 @@ def text_report(analysis: SplitAnalysis) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m reports.split_analysis",
         description="SEM vs sample size, the knee, the recommended held-out fraction and the "
         "z-test of each split against train, from trip_features Parquet (no dbt needed).",

@@ -24,6 +24,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from reports import html
+from training.study import masked
 
 # The defaults of `python -m training.tune` (training.tune.TuneConfig; a test keeps them equal).
 DEFAULT_STORAGE = "data/optuna.journal"
@@ -114,7 +115,8 @@ def load_study(storage: str, study_name: str) -> optuna.Study:
         names = optuna.get_all_study_names(opened)
         found = ", ".join(names) if names else "none"
         raise StudyNotFound(
-            f"no study {study_name!r} in {storage} (studies there: {found}) — pass --study-name"
+            f"no study {study_name!r} in {masked(storage)} (studies there: {found}) — pass"
+            " --study-name"
             " or run `python -m training.tune` first"
         ) from None
 
@@ -173,7 +175,7 @@ def summary_section(study: optuna.Study, storage: str) -> html.Section:
     states = [trial.state for trial in study.trials]
     rows: list[tuple[str, object]] = [
         ("study", study.study_name),
-        ("storage", storage),
+        ("storage", masked(storage)),
         ("direction", study.direction.name.lower()),
         ("trials", len(states)),
         *((f"trials {s.name.lower()}", states.count(s)) for s in TrialState if s in states),
@@ -257,6 +259,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m reports.tuning",
         description="Write the Optuna plots of a study as one self-contained HTML page.",
     )

@@ -773,6 +773,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m scripts.generate_raw",
         description="Write synthetic raw DC taxi trip files (taxi_YYYY_MM.txt) in the public "
         "pipe-delimited format, with the real data's dirt and a known fare model.",

@@ -349,6 +349,7 @@ def _explain(error: ClientError, bucket: str, key: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m scripts.upload_raw",
         description="Upload raw DC taxi files to S3: skips unchanged files, verifies every "
         "object, resumes interrupted multipart uploads.",
