@@ -234,44 +234,52 @@ def test_a_rebuild_during_tuning_changes_no_trial(published, tmp_path):
     first = current_build(project.lake)
     train_rows = sum(1 for r in read_mart(project.lake, "trip_features") if r["split"] == "train")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tune = subprocess.Popen(
-        [
-            sys.executable, "-m", "training.tune",
-            "--data", str(project.lake / "trip_features"),
-            "--tracking-uri", uri,
-            "--storage", str(tmp_path / "optuna.journal"),
-            "--n-trials", "3", "--max-epochs", "3",
-            "--resident-mb", "0",  # streamed: every epoch re-reads the files
-            "--no-progress",
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
+    log = tmp_path / "tune.log"
+    with log.open("w") as output:
+        # Trials keep starting for --timeout seconds, long enough for a rebuild to publish.
+        tune = subprocess.Popen(
+            [
+                sys.executable, "-m", "training.tune",
+                "--data", str(project.lake / "trip_features"),
+                "--tracking-uri", uri,
+                "--storage", str(tmp_path / "optuna.journal"),
+                "--n-trials", "1000", "--timeout", "150", "--max-epochs", "2",
+                "--resident-mb", "0",  # streamed: every epoch re-reads the files
+                "--no-progress",
+            ],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
-        wait_for_trial_runs(tmp_path / "mlflow.db", tune)
+        wait_for_trial_runs(tmp_path / "mlflow.db", tune, log)
         project.build(raw=bigger)
-        assert tune.poll() is None, "tuning ended before the rebuild: make it longer"
-        output = tune.communicate(timeout=900)[0]
+        rebuilt = current_build(project.lake)
+        assert tune.poll() is None, "tuning ended before the rebuild published: raise --timeout"
+        tune.wait(timeout=900)
     finally:
         tune.kill()
-    assert tune.returncode == 0, output[-3000:]
-    assert current_build(project.lake).snapshot_id != first.snapshot_id
+    assert tune.returncode == 0, log.read_text()[-3000:]
+    assert rebuilt.snapshot_id != first.snapshot_id
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["dc-taxi"], output_format="list")
-    assert len(runs) == 4  # the study's parent run and three trials
+    trials = [run for run in runs if run.info.run_name.startswith("trial-")]
+    published_ms = rebuilt.published_at.timestamp() * 1000
+    assert any(run.info.start_time > published_ms for run in trials)  # began after the rebuild
+    assert len(runs) == len(trials) + 1  # and the study's parent run
     for run in runs:
         assert run.data.tags["lake.snapshot_id"] == str(first.snapshot_id)
         assert run.data.tags["data.train.rows"] == str(train_rows)
 
 
-def wait_for_trial_runs(database: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+def wait_for_trial_runs(
+    database: Path, process: subprocess.Popen, log: Path, timeout: float = 300
+) -> None:
     """Block until the tuning process has started its first trial run in MLflow."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()[-3000:]
+        assert process.poll() is None, log.read_text()[-3000:]
         if database.exists():
             try:
                 with sqlite3.connect(database) as connection:
