@@ -21,6 +21,7 @@ PRINCIPLE_OF_TEST = {
     "assert_raw_rows_reconcile": "reconciliation",
     "split_fractions_within_tolerance": "split",
     "splits_are_representative": "split",
+    "every_split_has_rows": "split",
 }
 PRINCIPLES = (
     "valid",
