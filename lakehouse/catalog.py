@@ -10,7 +10,11 @@ Credentials never live in the catalog: S3 and Glue use the standard AWS environm
 from __future__ import annotations
 
 import os
+import random
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
@@ -23,11 +27,35 @@ MARTS = ("trip_features", "trips_rejected", "feature_stats", "data_quality_summa
 INVOCATION_PROPERTY = "dbt.invocation_id"
 CATALOG_NAME = "lake"
 CATALOG_ENV = "LAKE_CATALOG_URI"
+T = TypeVar("T")
 REMOTE_SCHEMES = ("s3://", "s3a://", "gs://", "abfss://")
 
 
 class LakeError(RuntimeError):
     """The lake is missing or does not match its contract; the message says what to do."""
+
+
+def is_locked(error: BaseException) -> bool:
+    """SQLite refused a write because another process holds the database (builds at once)."""
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(error, OperationalError) and "database is locked" in str(error)
+
+
+def retry_locked(action: Callable[[], T], attempts: int = 10) -> T:
+    """Run `action`, again after a short random wait while SQLite says "database is locked".
+
+    Two processes that both read and then write a SQLite catalog in one transaction can be
+    refused at once (SQLite's busy timeout does not apply there); trying again succeeds.
+    """
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as error:
+            if attempt == attempts - 1 or not is_locked(error):
+                raise
+            time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def is_remote(path: str) -> bool:
@@ -112,8 +140,10 @@ def open_catalog(
             )
         database.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return SqlCatalog(
-            CATALOG_NAME, uri=uri, warehouse=lake_uri(lake_root), **file_io_properties()
+        return retry_locked(
+            lambda: SqlCatalog(
+                CATALOG_NAME, uri=uri, warehouse=lake_uri(lake_root), **file_io_properties()
+            )
         )
     except Exception as error:  # SQLAlchemy errors can carry the URL: name it without secrets
         raise LakeError(

@@ -46,6 +46,7 @@ from lakehouse.catalog import (
 
 AUDIT_PREFIX = "audit-"
 PUBLISH_PAUSE_ENV = "LAKE_PUBLISH_PAUSE_S"  # seconds; only for the crash tests
+BRANCH_ATTEMPTS = 5
 TABLE_PROPERTIES = {
     "format-version": "2",
     "write.format.default": "parquet",
@@ -171,9 +172,17 @@ def stage_mart(
                 producer.append_data_file(data_file)
         staged = producer.snapshot_id
     # Then the audit branch, in a commit of its own: Iceberg refuses a branch other than main
-    # on a table that had no snapshot before the commit.
-    with table.manage_snapshots() as snapshots:
-        snapshots.create_branch(snapshot_id=staged, branch_name=branch)
+    # on a table that had no snapshot before the commit. Another build staging the same table
+    # at this moment makes the commit fail; it is only a new ref, so try again.
+    for attempt in range(BRANCH_ATTEMPTS):
+        try:
+            with table.refresh().manage_snapshots() as snapshots:
+                snapshots.create_branch(snapshot_id=staged, branch_name=branch)
+            break
+        except CommitFailedException:
+            if attempt == BRANCH_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
     return staged, files
 
 

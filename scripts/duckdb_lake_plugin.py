@@ -32,6 +32,7 @@ from lakehouse.catalog import (
     describe_catalog,
     local_path,
     open_catalog,
+    retry_locked,
 )
 from lakehouse.publish import current_snapshots, ensure_namespace, publish_build, stage_mart
 
@@ -87,7 +88,7 @@ class Plugin(BasePlugin):
 
     def lake_begin(self, lake_root: str, invocation_id: str) -> str:
         catalog = self.catalog(lake_root)
-        ensure_namespace(catalog)
+        retry_locked(lambda: ensure_namespace(catalog))
         base = current_snapshots(catalog, lake_root)
         self.bases[invocation_id] = base
         published = sum(snapshot is not None for snapshot in base.values())
@@ -112,14 +113,16 @@ class Plugin(BasePlugin):
             )
         catalog = self.catalog(lake_root)
         with self.lock:  # one catalog commit at a time from this build's threads
-            snapshot_id, files = stage_mart(
-                catalog,
-                lake_root,
-                mart,
-                invocation_id,
-                data_folder,
-                schema_file,
-                partition_by or None,
+            snapshot_id, files = retry_locked(
+                lambda: stage_mart(
+                    catalog,
+                    lake_root,
+                    mart,
+                    invocation_id,
+                    data_folder,
+                    schema_file,
+                    partition_by or None,
+                )
             )
         return json.dumps({"snapshot_id": snapshot_id, "files": [local_path(f) for f in files]})
 
