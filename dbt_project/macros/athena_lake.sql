@@ -45,11 +45,6 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- True when a hook runs for real; `dbt compile` and friends only render it. -#}
-{% macro athena_lake_hook_runs() -%}
-    {{- return(execute and flags.WHICH not in ['compile', 'show', 'docs', 'list', 'parse']) -}}
-{%- endmacro %}
-
 {#- The Glue parameters of a table, or none if it does not exist. -#}
 {% macro athena_lake_glue_parameters(relation) -%}
     {%- set found = adapter.get_glue_table(relation) -%}
@@ -87,7 +82,7 @@
             ~ "at <lake_path>/<mart>)"
         ) }}
     {%- endif -%}
-    {%- if not athena_lake_hook_runs() -%}
+    {%- if not lake_hook_runs() -%}
         {{ return('') }}
     {%- endif -%}
     {#- A publish killed between its swap and forgetting the audit name leaves an audit table
@@ -107,7 +102,7 @@
 {%- endmacro %}
 
 {% macro athena__stage_to_lake() -%}
-    {%- if not athena_lake_hook_runs() -%}
+    {%- if not lake_hook_runs() -%}
         {{ return('') }}
     {%- endif -%}
     {%- set table_type = adapter.get_glue_table_type(this) -%}
@@ -122,15 +117,6 @@
 {%- endmacro %}
 
 {% macro athena__publish_lake(results) -%}
-    {%- if not athena_lake_hook_runs() -%}
-        {{ return('') }}
-    {%- endif -%}
-    {%- set blocker = lake_publish_blocker(results) -%}
-    {%- if blocker -%}
-        {{ log('lake: NOT published — ' ~ blocker ~ '. Readers still see the last published '
-            ~ 'build.', info=True) }}
-        {{ return('') }}
-    {%- endif -%}
     {#- trip_features last: readers pin its build, so until it moves they keep reading the
         previous build, whose other marts they find in the Glue table versions. -#}
     {%- set marts = lake_marts() | reject('equalto', 'trip_features') | list -%}

@@ -33,7 +33,22 @@
     {{ return(adapter.dispatch('stage_to_lake', 'dc_taxi')()) }}
 {%- endmacro %}
 
+{#- Whether a lake hook does its work in this invocation: not while dbt only renders SQL. -#}
+{% macro lake_hook_runs() -%}
+    {{- return(execute and flags.WHICH not in ['compile', 'show', 'docs', 'list', 'parse']) -}}
+{%- endmacro %}
+
+{#- The decision to publish is the same on every engine; only how differs. -#}
 {% macro publish_lake(results) -%}
+    {%- if not lake_hook_runs() -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set blocker = lake_publish_blocker(results) -%}
+    {%- if blocker -%}
+        {{ log('lake: NOT published — ' ~ blocker ~ '. Readers still see the last published '
+            ~ 'build.', info=True) }}
+        {{ return('') }}
+    {%- endif -%}
     {{ return(adapter.dispatch('publish_lake', 'dc_taxi')(results)) }}
 {%- endmacro %}
 
@@ -132,15 +147,6 @@
 {%- endmacro %}
 
 {% macro duckdb__publish_lake(results) -%}
-    {%- if not execute -%}
-        {{ return('') }}
-    {%- endif -%}
-    {%- set blocker = lake_publish_blocker(results) -%}
-    {%- if blocker -%}
-        {{ log('lake: NOT published — ' ~ blocker ~ '. Readers still see the last published '
-            ~ 'build.', info=True) }}
-        {{ return('') }}
-    {%- endif -%}
     {{ log('lake: publishing build ' ~ invocation_id, info=True) }}
     {%- set published = run_query(
         'select lake_publish(' ~ sql_string(lake_root()) ~ ', ' ~ sql_string(invocation_id)
