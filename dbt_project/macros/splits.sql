@@ -24,6 +24,17 @@
     (cast('0x' || substr({{ key }}, 1, 15) as bigint) % 10000)
 {%- endmacro %}
 
+{#- Each split's expected share of rows, from the fraction vars: train is the rest. -#}
+{% macro split_fractions() -%}
+    {%- set test_fraction = number_var('test_fraction') -%}
+    {%- set validation_fraction = number_var('validation_fraction') -%}
+    {{- return({
+        'test': test_fraction,
+        'validation': validation_fraction,
+        'train': 1 - test_fraction - validation_fraction,
+    }) -}}
+{%- endmacro %}
+
 {#- Bucket -> split name, from the test/validation fraction vars (DESIGN.md). -#}
 {% macro assign_split(bucket) -%}
     {%- set test_fraction = number_var('test_fraction') -%}

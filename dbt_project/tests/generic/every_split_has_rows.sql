@@ -3,12 +3,13 @@
     empty split, with what to do. -#}
 {% test every_split_has_rows(model, column_name) %}
 
-{%- set test_fraction = number_var('test_fraction') -%}
-{%- set validation_fraction = number_var('validation_fraction') -%}
+{%- set fractions = split_fractions() -%}
 {%- set promised = {
-    'test': (test_fraction, 'add raw data, or set the test_fraction var to 0'),
-    'validation': (validation_fraction, 'add raw data, or set the validation_fraction var to 0'),
-    'train': (1 - test_fraction - validation_fraction, 'add raw data'),
+    'test': (fractions['test'], 'add raw data, or set the test_fraction var to 0'),
+    'validation': (
+        fractions['validation'], 'add raw data, or set the validation_fraction var to 0'
+    ),
+    'train': (fractions['train'], 'add raw data'),
 } -%}
 
 with

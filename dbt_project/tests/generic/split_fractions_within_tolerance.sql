@@ -2,13 +2,7 @@
     binomial standard deviations so that small data sets do not fail by chance. -#}
 {% test split_fractions_within_tolerance(model, column_name) %}
 
-{%- set test_fraction = number_var('test_fraction') -%}
-{%- set validation_fraction = number_var('validation_fraction') -%}
-{%- set expected = {
-    'test': test_fraction,
-    'validation': validation_fraction,
-    'train': 1 - test_fraction - validation_fraction,
-} -%}
+{%- set expected = split_fractions() -%}
 
 with
 
