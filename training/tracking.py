@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import lightning as L
 import mlflow
 import numpy as np
+import pandas as pd
 import torch
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 from training.lake import FEATURES
 from training.model import FareRegressor, export_predictor
@@ -75,22 +79,44 @@ class MLflowEpochMetrics(L.Callback):
 
 
 def log_fare_model(model: FareRegressor, example: np.ndarray) -> mlflow.models.model.ModelInfo:
-    """Log the raw-feature predictor as a torch.export program (no pickle, no code of ours).
+    """Log the raw-feature predictor as an MLflow pyfunc with named columns.
 
-    Input: float32 [n, 8] raw features in `FEATURES` order (recorded in the model metadata);
-    output: fares in dollars [n].
+    Inside: a `torch.export` program (no pickle) run by `training/fare_pyfunc.py`, which MLflow
+    stores with the model. Input: a table with the feature columns by name (`example`: float
+    [n, 8] raw features in `FEATURES` order becomes the input example); output:
+    `predicted_fare`, dollars.
     """
     predictor = export_predictor(model)
-    example = example.astype(np.float32)
-    with torch.no_grad():
-        predictions = predictor(torch.from_numpy(example)).numpy()
-    return mlflow.pytorch.log_model(
-        predictor,
-        name="model",
-        serialization_format="pt2",
-        signature=infer_signature(example, predictions),
-        input_example=example,
-        metadata={"features": list(FEATURES), "label": "fare_amount (dollars)"},
-        # Explicit, so MLflow does not spend seconds inferring them in a subprocess.
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
-    )
+    batch = torch.export.Dim("batch")
+    sample = torch.from_numpy(np.ascontiguousarray(example, np.float32))
+    program = torch.export.export(predictor, (sample,), dynamic_shapes=({0: batch},))
+    frame = pd.DataFrame(example.astype(np.float64), columns=list(FEATURES))
+    with tempfile.TemporaryDirectory(prefix="dc-taxi-model-") as folder:
+        path = Path(folder) / "fare_program.pt2"
+        torch.export.save(program, path)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("fare_pyfunc.py")),
+            artifacts={"program": str(path)},
+            model_config={"features": list(FEATURES)},
+            signature=fare_signature(),
+            input_example=frame,
+            metadata={"features": list(FEATURES), "label": "fare_amount (dollars)"},
+            # Explicit, so MLflow does not spend seconds inferring them in a subprocess.
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"mlflow=={mlflow.__version__}",
+                "numpy",
+                "pandas",
+            ],
+        )
+
+
+def fare_signature() -> ModelSignature:
+    """Named inputs, any numeric type (the model casts); `predicted_fare` (dollars) out.
+
+    The inputs are declared optional only so that MLflow leaves the check to the model, whose
+    error names the missing column in one line; every feature is needed.
+    """
+    inputs = Schema([ColSpec(AnyType(), name, required=False) for name in FEATURES])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "predicted_fare")]))

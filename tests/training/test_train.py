@@ -6,11 +6,13 @@ import json
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from lakehouse.builds import pin_build
 from training import train
 from training.data import TRAINING_MARTS
+from training.lake import FEATURES
 
 
 def tracking_uri(tmp_path) -> str:
@@ -60,8 +62,8 @@ def test_train_logs_params_curves_lineage_and_a_servable_model(fare_lake, tmp_pa
     )
     assert model.source_run_id == run.info.run_id
     predictor = mlflow.pyfunc.load_model(model.model_uri)
-    trip = np.array([[38.90, -77.03, 38.92, -77.00, 2017, 5, 3, 8]] * 4, dtype=np.float32)
-    fares = predictor.predict(trip)
+    trip = np.array([[38.90, -77.03, 38.92, -77.00, 2017, 5, 3, 8]] * 4)
+    fares = predictor.predict(pd.DataFrame(trip, columns=FEATURES))["predicted_fare"]
     assert fares.shape == (4,) and np.all(np.isfinite(fares))
 
 
