@@ -111,9 +111,14 @@ def ensure_namespace(catalog: Catalog) -> None:
 
 
 def ensure_table(
-    catalog: Catalog, lake_root: str, name: str, schema: pa.Schema, partition_by: str | None
+    catalog: Catalog,
+    lake_root: str,
+    name: str,
+    schema: pa.Schema,
+    partition_by: str | Sequence[str] | None,
 ) -> Table:
-    """`dc_taxi.<name>` at `<lake_root>/<name>`, created with `schema` if it is new."""
+    """`dc_taxi.<name>` at `<lake_root>/<name>`, created with `schema` if it is new, its files
+    partitioned by the identity of the `partition_by` column(s)."""
     if catalog.table_exists(identifier(name)):
         return load_mart(catalog, lake_root, name)
     ensure_namespace(catalog)
@@ -128,7 +133,8 @@ def ensure_table(
         return load_mart(catalog, lake_root, name)
     if partition_by:
         with table.update_spec() as spec:
-            spec.add_identity(partition_by)
+            for column in [partition_by] if isinstance(partition_by, str) else partition_by:
+                spec.add_identity(column)
     return load_mart(catalog, lake_root, name)
 
 
@@ -154,12 +160,7 @@ def stage_mart(
         if set(arrow_schema.names) != set(table.schema().column_names):
             with transaction.update_schema() as schema:
                 schema.union_by_name(arrow_schema)
-        if transaction.table_metadata.name_mapping() is None:  # DuckDB writes no field ids
-            mapping = transaction.table_metadata.schema().name_mapping.model_dump_json()
-            transaction.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: mapping})
-        new_files = list(
-            parquet_files_to_data_files(table.io, transaction.table_metadata, iter(files))
-        )
+        new_files = data_files_of(table, transaction, files)
         # Staged on top of main without moving it (branch=None): a snapshot that replaces
         # every file main has with this build's files.
         producer = transaction.update_snapshot(
@@ -184,6 +185,14 @@ def stage_mart(
                 raise
             time.sleep(0.1 * (attempt + 1))
     return staged, files
+
+
+def data_files_of(table: Table, transaction: Transaction, files: Sequence[str]) -> list[DataFile]:
+    """Iceberg data files (stats, partition) of Parquet files written without field ids."""
+    if transaction.table_metadata.name_mapping() is None:  # DuckDB / pyarrow write no field ids
+        mapping = transaction.table_metadata.schema().name_mapping.model_dump_json()
+        transaction.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: mapping})
+    return list(parquet_files_to_data_files(table.io, transaction.table_metadata, iter(files)))
 
 
 def main_data_files(table: Table) -> list[DataFile]:

@@ -50,7 +50,7 @@ class FareModel(mlflow.pyfunc.PythonModel):
             [np.asarray(frame[name], dtype=np.float32) for name in self.features]
         ).reshape(-1, len(self.features))
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         fares = self.predict_matrix(self.matrix_of(model_input))
         return pd.DataFrame({OUTPUT: fares.astype(np.float64)})
 
