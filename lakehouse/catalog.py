@@ -22,7 +22,13 @@ from pyiceberg.table import Table
 
 NAMESPACE = "dc_taxi"
 # Every mart dbt publishes, in the order a build publishes them.
-MARTS = ("trip_features", "trips_rejected", "feature_stats", "data_quality_summary")
+MARTS = (
+    "trip_features",
+    "trips_rejected",
+    "feature_stats",
+    "data_quality_summary",
+    "model_performance",
+)
 # Snapshot summary property naming the dbt invocation (the build) that wrote a snapshot.
 INVOCATION_PROPERTY = "dbt.invocation_id"
 CATALOG_NAME = "lake"

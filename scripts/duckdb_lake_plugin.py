@@ -12,6 +12,8 @@ Registers scalar functions the dbt macros in ``macros/lake.sql`` call:
   on the build's audit branch and returns them as JSON (the relation the tests then read).
 - ``lake_publish(lake_root, invocation_id, marts_json)``: on-run-end; publishes every staged
   mart in one catalog transaction, or fails naming the other build that published meanwhile.
+- ``lake_table_files(lake_root, table)``: on-run-start; the current data files of a lake table
+  written outside dbt (``fare_predictions``), as JSON, for the ``lake`` source's view.
 
 It also creates the DuckDB file's folder before dbt connects. Enabled in ``profiles.yml``.
 """
@@ -34,7 +36,14 @@ from lakehouse.catalog import (
     open_catalog,
     retry_locked,
 )
-from lakehouse.publish import current_snapshots, ensure_namespace, publish_build, stage_mart
+from lakehouse.predictions import TABLE, predictions_table
+from lakehouse.publish import (
+    current_snapshots,
+    ensure_namespace,
+    main_data_files,
+    publish_build,
+    stage_mart,
+)
 
 
 def raw_folder_problems(folder: str) -> str:
@@ -137,6 +146,15 @@ class Plugin(BasePlugin):
         )
         return ", ".join(f"{name} snapshot {sid}" for name, sid in published.items())
 
+    def lake_table_files(self, lake_root: str, table: str) -> str:
+        """The current published data files of a lake table that dbt does not build (JSON list
+        of paths; empty before it exists): what the `lake` source's view reads."""
+        if table != TABLE:
+            raise LakeError(f"{table} is not a lake source table (known: {TABLE})")
+        found = predictions_table(self.catalog(lake_root), lake_root)
+        files = main_data_files(found) if found is not None else []
+        return json.dumps(sorted(local_path(data_file.file_path) for data_file in files))
+
     def configure_connection(self, conn):
         def register(name, function, arity):
             conn.create_function(name, function, ["VARCHAR"] * arity, "VARCHAR", side_effects=True)
@@ -146,3 +164,4 @@ class Plugin(BasePlugin):
         register("lake_begin", self.lake_begin, 2)
         register("lake_stage", self.lake_stage, 6)
         register("lake_publish", self.lake_publish, 3)
+        register("lake_table_files", self.lake_table_files, 2)

@@ -82,7 +82,8 @@
     {%- endif -%}
     {%- set bad = [] -%}
     {%- set ran = [] -%}
-    {%- for result in results -%}
+    {%- for result in results if result.node.resource_type != 'exposure' -%}
+        {#- An exposure only declares a consumer: dbt reports it as `no-op`. -#}
         {%- do ran.append(result.node.unique_id) -%}
         {%- if result.status not in ['success', 'pass', 'warn'] -%}
             {%- do bad.append(result.node.name ~ ' (' ~ result.status ~ ')') -%}
