@@ -147,6 +147,7 @@ MACRO_SNIPPETS = {
     ),
     "lake_audit_schema": "{{ athena_lake_audit_schema() }}",
     "declare_raw_source": "{{ declare_raw_source() }}",
+    "declare_lake_sources": "{{ declare_lake_sources() }}",
     "raw_schema": "{{ athena_create_raw_schema(raw_source_relation()) }}",
     "raw_lines_table": (
         "{{ athena_create_raw_lines_table("

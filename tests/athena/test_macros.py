@@ -49,6 +49,14 @@ KNOWN_ANSWERS = {
     "lake_audit_schema": "dc_taxi_audit",
     # Runs its DDL itself and renders nothing; `dbt compile` only checks the settings.
     "declare_raw_source": "",
+    # fare_predictions (written by training.predict) as an empty Iceberg table until it exists.
+    "declare_lake_sources": (
+        "create table if not exists `dc_taxi`.`fare_predictions` ( trip_key string, "
+        "split string, predicted_fare double, model_name string, model_version string, "
+        "lake_snapshot_id bigint ) partitioned by (model_name, model_version) "
+        "location 's3://dc-taxi-offline/lake/fare_predictions' tblproperties ('table_type' = "
+        "'ICEBERG', 'format' = 'parquet', 'write_compression' = 'zstd')"
+    ),
     "raw_schema": "create schema if not exists `dc_taxi_raw`",
     "raw_lines_table": (
         "create external table `dc_taxi_raw`.`trip_lines_text` ( raw_line string ) "
