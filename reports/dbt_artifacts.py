@@ -19,6 +19,7 @@ PRINCIPLE_OF_TEST = {
     "unique_combination_of_columns": "unified",
     "assert_every_month_file_contributes_rows": "unified",
     "assert_raw_rows_reconcile": "reconciliation",
+    "assert_every_test_trip_scored_by_each_model_version": "reconciliation",
     "split_fractions_within_tolerance": "split",
     "splits_are_representative": "split",
     "every_split_has_rows": "split",
@@ -84,6 +85,8 @@ def describe_test(result: dict, node: dict) -> DbtTest:
     """One entry of run_results.json, described with its manifest node (if there is one)."""
     unique_id = result["unique_id"]
     resource_type, _, name = unique_id.split(".")[:3]
+    if resource_type == "unit_test":  # unit_test.<package>.<model>.<name>
+        name = node.get("name") or unique_id.split(".")[-1]
     kind = (node.get("test_metadata") or {}).get("name") or name
     attached = node.get("attached_node") or node.get("model") or ""
     model = attached.split(".")[-1] if attached else ""

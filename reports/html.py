@@ -38,7 +38,15 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.kv th { background: none; font-weight: 500; color: #5b6475; }
 table.kv td.num { text-align: left; }
 .name { display: inline-block; max-width: 400px; }
-.scroll { max-height: 460px; overflow: auto; display: inline-block; max-width: 100%; }
+/* A table wider than the page scrolls sideways; the shadows at its edges (CSS only: the white
+   covers move with the content, the shadows stay) show there is more to the left or right. */
+.wide { overflow-x: auto; max-width: 100%;
+        background: linear-gradient(to right, #fff 30%, #fff0) left / 40px 100% no-repeat local,
+                    linear-gradient(to left, #fff 30%, #fff0) right / 40px 100% no-repeat local,
+                    radial-gradient(farthest-side at 0 50%, #0003, #0000)
+                    left / 14px 100% no-repeat,
+                    radial-gradient(farthest-side at 100% 50%, #0003, #0000)
+                    right / 14px 100% no-repeat; }
 figure { margin: 10px 0; }
 .plot { overflow-x: auto; }
 figure img { max-width: 100%; height: auto; }
@@ -50,6 +58,10 @@ figcaption { color: #5b6475; font-size: 13px; }
 .fail { background: #fbe0e0; color: #8a1c1c; }
 .note { background: #f4f6fb; border-left: 4px solid #8aa4d6; padding: 8px 12px; margin: 10px 0; }
 .caveat { background: #fff8e6; border-left: 4px solid #e0b040; padding: 8px 12px; margin: 10px 0; }
+.alert { background: #fbe0e0; border-left: 4px solid #c0392b; padding: 8px 12px; margin: 10px 0; }
+ul.attention { list-style: none; padding: 0; margin: 0; }
+ul.attention li { padding: 6px 0; border-bottom: 1px solid #e6e8ec; }
+ul.attention li:last-child { border-bottom: none; }
 code { font-size: 13px; background: #f0f2f5; padding: 0 3px; border-radius: 3px; }
 """
 
@@ -77,12 +89,46 @@ def esc(value: object) -> str:
 
 
 def number(value: float | int | None, digits: int = 4) -> str:
-    """Integers with thousands separators, floats with `digits` significant digits."""
+    """Integers with thousands separators, floats with `digits` significant digits.
+
+    The fallback for a number whose measure is not known; pages format what they know by what
+    it measures (`count`, `coordinate`, `dollars`, `p_value`, ...).
+    """
     if value is None:
         return "—"
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:.{digits}g}"
+
+
+def count(value: int | None) -> NumberText:
+    """A count, with thousands separators: 106,207."""
+    return NumberText("—" if value is None else f"{value:,}")
+
+
+def fixed(value: float | None, decimals: int) -> NumberText:
+    """A value with a fixed number of decimals: 2016.987 (a mean year has no separator)."""
+    return NumberText("—" if value is None else f"{value:.{decimals}f}")
+
+
+def significant(value: float | None, digits: int = 3) -> NumberText:
+    """A value with `digits` significant digits, trailing zeros kept: 0.0520, 5.20e-05."""
+    return NumberText("—" if value is None else f"{value:#.{digits}g}".rstrip("."))
+
+
+def coordinate(value: float | None) -> NumberText:
+    """Degrees of latitude or longitude to 5 decimals (about 1 m): 38.90012."""
+    return fixed(value, 5)
+
+
+def dollars(value: float | None, decimals: int = 3) -> NumberText:
+    """An amount in dollars (a fare, an RMSE) to 2 or 3 decimals, without the sign: 10.051."""
+    return fixed(value, decimals)
+
+
+def p_value(value: float | None) -> NumberText:
+    """A p-value to 3 significant digits: 0.0174, 0.872, 1.20e-10."""
+    return significant(value, 3)
 
 
 def percent(part: float, whole: float) -> NumberText:
@@ -100,6 +146,11 @@ def badge(text: str, kind: str) -> Raw:
     return Raw(f'<span class="badge {esc(kind)}">{esc(text)}</span>')
 
 
+def is_number(value: object) -> bool:
+    """Shown right-aligned: a number, preformatted number text or a missing value."""
+    return isinstance(value, int | float | NumberText | None) and not isinstance(value, bool)
+
+
 def cell(value: object, tag: str = "td") -> str:
     """One table cell: numbers right-aligned and formatted, Raw as is, the rest escaped."""
     if isinstance(value, Raw):
@@ -113,23 +164,37 @@ def cell(value: object, tag: str = "td") -> str:
     return f"<{tag}>{esc(value)}</{tag}>"
 
 
+def header_cell(text: str, right: bool, breaks: bool) -> str:
+    """A column header, right-aligned over a column of numbers."""
+    label = long_name(text) if breaks else esc(text)
+    return f'<th class="num">{label}</th>' if right else f"<th>{label}</th>"
+
+
 def table(
     headers: Sequence[str],
     rows: Iterable[Sequence[object]],
     *,
     table_id: str | None = None,
     row_ids: Sequence[str] | None = None,
-    scroll: bool = False,
+    header_breaks: bool = False,
 ) -> Raw:
-    """An HTML table; `row_ids` gives each row an id, so tests and links can find it."""
-    head = "".join(cell(h, "th") for h in headers)
+    """An HTML table that scrolls sideways, visibly, when it is wider than the page.
+
+    `row_ids` gives each row an id, so tests and links can find it; `header_breaks` lets
+    snake_case headers wrap after their underscores, so many columns fit.
+    """
+    rows = list(rows)
+    numeric = [is_number(value) for value in rows[0]] if rows else [False] * len(headers)
+    head = "".join(
+        header_cell(h, right, header_breaks) for h, right in zip(headers, numeric, strict=False)
+    )
     body = []
     for i, row in enumerate(rows):
         row_id = f' id="{esc(row_ids[i])}"' if row_ids else ""
         body.append(f"<tr{row_id}>{''.join(cell(value) for value in row)}</tr>")
     ident = f' id="{esc(table_id)}"' if table_id else ""
     markup = f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    return Raw(f'<div class="scroll">{markup}</div>' if scroll else markup)
+    return Raw(f'<div class="wide">{markup}</div>')
 
 
 def key_values(rows: Sequence[tuple[str, object]], *, table_id: str, row_ids: Sequence[str]) -> Raw:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from reports import html, split_analysis
-from reports.dbt_artifacts import PRINCIPLES
+from reports.dbt_artifacts import PRINCIPLES, DbtTest
+from reports.marts import LABEL
 from reports.quality import (
     ACCEPTED,
     CLIP_QUANTILES,
@@ -17,6 +18,153 @@ from reports.quality_figures import (
     outcomes_figure,
     sem_figure,
 )
+
+
+def measured(column: str, value: float | None) -> html.NumberText:
+    """A value of `column` (a mean, a std) in its unit: degrees to 5 decimals, dollars to 3."""
+    if column.endswith(("_lat", "_lon")):
+        return html.coordinate(value)
+    if column == LABEL:
+        return html.dollars(value)
+    return html.fixed(value, 3)  # integer-coded features: year, month, day of week, hour
+
+
+def feature_stats_match(report: QualityReport, column: split_analysis.ColumnAnalysis) -> bool:
+    """feature_stats of `column` equals its train mean and population std, recomputed."""
+    stats_mean, stats_std = report.feature_stats.get(column.column, (None, None))
+    return (
+        stats_mean is not None
+        and abs(stats_mean - column.train_mean) <= 1e-9 * max(1.0, abs(column.train_mean))
+        and abs(stats_std - column.train_std) <= 1e-9 * max(1.0, abs(column.train_std))
+    )
+
+
+def flagged_pairs_text(analysis: split_analysis.SplitAnalysis) -> str:
+    """The z-test's flagged (column, split) pairs and how many chance alone would flag."""
+    pairs = [t for c in analysis.columns for t in c.tests if t.p_value is not None]
+    flagged = ", ".join(
+        f"<code>{html.esc(name)}</code> in {html.esc(test.split)} "
+        f"(p = {html.p_value(test.p_value)})"
+        for name, test in analysis.flagged
+    )
+    return (
+        f"Flagged: {flagged}. At p &lt; {split_analysis.ALPHA} about "
+        f"{split_analysis.ALPHA * len(pairs):.1f} of these {len(pairs)} (column, split) pairs "
+        "are flagged by chance alone even in a perfect random split, so a flag or two is "
+        'expected; see the <a href="#z-tests">z-tests</a>.'
+    )
+
+
+def attention_item(anchor: str, kind: str, label: str, text: str) -> str:
+    return f'<li id="attention-{html.esc(anchor)}">{html.badge(label, kind)} {text}</li>'
+
+
+def dbt_test_item(test: DbtTest, analysis: split_analysis.SplitAnalysis) -> str:
+    where = ".".join(part for part in (test.model, test.column) if part)
+    text = f"dbt test <code>{html.esc(test.name)}</code>"
+    if where:
+        text += f" on <code>{html.esc(where)}</code>"
+    if test.failures:
+        text += f": {test.failures:,} failing rows"
+    if test.message:
+        text += f" — {html.esc(test.message)}"
+    if test.kind == "splits_are_representative" and analysis.flagged:
+        text += f". {flagged_pairs_text(analysis)}"
+    return attention_item(f"dbt-{test.name}", test.status_kind, test.status, text)
+
+
+def attention_section(report: QualityReport) -> html.Section:
+    """Every failure, then every warning, of the whole page in one short list at its top."""
+    items: list[tuple[str, str]] = []  # (kind, markup)
+    mismatched = [check for check in report.checks if not check.ok]
+    if mismatched:
+        items.append(
+            (
+                "fail",
+                attention_item(
+                    "reconciliation",
+                    "fail",
+                    "NOT reconciled",
+                    f"{len(mismatched)} reconciliation checks differ: raw lines were lost or "
+                    'counted twice between dbt and the Parquet files; see <a href="#'
+                    'reconciliation">Reconciliation</a>.',
+                ),
+            )
+        )
+    differs = [c.column for c in report.splits.columns if not feature_stats_match(report, c)]
+    if differs:
+        names = ", ".join(f"<code>{html.esc(name)}</code>" for name in differs)
+        items.append(
+            (
+                "fail",
+                attention_item(
+                    "feature-stats",
+                    "fail",
+                    "differs",
+                    f"<code>feature_stats</code> is not the train split's mean and std for "
+                    f'{names}; see <a href="#distributions">the means per split</a>.',
+                ),
+            )
+        )
+    run = report.dbt_run
+    if run is None:
+        items.append(
+            (
+                "warn",
+                attention_item(
+                    "no-dbt-results",
+                    "warn",
+                    "no dbt tests",
+                    f"No run_results.json under <code>{html.esc(report.dbt_target)}</code> — "
+                    "run <code>dbt build</code>, then this report again.",
+                ),
+            )
+        )
+    elif not run.tests:
+        items.append(
+            (
+                "warn",
+                attention_item(
+                    "no-dbt-tests",
+                    "warn",
+                    "no dbt tests",
+                    f"The last dbt command (<code>{html.esc(run.command)}</code>) ran no tests.",
+                ),
+            )
+        )
+    if report.tests_of_another_build:
+        items.append(
+            (
+                "warn",
+                attention_item(
+                    "other-build",
+                    "warn",
+                    "of another build",
+                    "The dbt test results below are of dbt invocation "
+                    f"<code>{html.esc(run.invocation_id)}</code>, not of this build.",
+                ),
+            )
+        )
+    tests = [t for t in run.tests if t.status_kind != "ok"] if run else []
+    items += [(t.status_kind, dbt_test_item(t, report.splits)) for t in tests]
+    z_test_warned = any(t.kind == "splits_are_representative" for t in tests)
+    if report.splits.flagged and not z_test_warned:
+        items.append(
+            (
+                "warn",
+                attention_item("z-tests", "warn", "p < 0.05", flagged_pairs_text(report.splits)),
+            )
+        )
+    items.sort(key=lambda item: item[0] != "fail")  # failures first, stable otherwise
+    if items:
+        body = f'<ul class="attention">{"".join(markup for _, markup in items)}</ul>'
+    else:
+        tested = f"all {len(run.tests)} dbt tests passed, " if run else ""
+        body = (
+            f'<p id="attention-none">{html.badge("all clear", "ok")} Nothing needs attention: '
+            f"{tested}every count reconciles and <code>feature_stats</code> equals train.</p>"
+        )
+    return html.Section("attention", "Warnings and failures", html.Raw(body))
 
 
 def build_section(report: QualityReport) -> html.Section:
@@ -177,7 +325,7 @@ def months_section(report: QualityReport) -> html.Section:
             ["file", "raw lines", "accepted", "accepted %", *reasons],
             rows,
             table_id="months",
-            scroll=True,
+            header_breaks=True,
         )
     )
     return html.Section("months", "Per month file", body)
@@ -188,21 +336,19 @@ def distributions_section(report: QualityReport) -> html.Section:
     for column in report.splits.columns:
         means = {t.split: t.mean for t in column.tests}
         stats_mean, stats_std = report.feature_stats.get(column.column, (None, None))
-        matches = (
-            stats_mean is not None
-            and abs(stats_mean - column.train_mean) <= 1e-9 * max(1.0, abs(column.train_mean))
-            and abs(stats_std - column.train_std) <= 1e-9 * max(1.0, abs(column.train_std))
-        )
+        name = column.column
         rows.append(
             (
-                column.column,
-                column.train_mean,
-                column.train_std,
-                means.get("validation"),
-                means.get("test"),
-                stats_mean,
-                stats_std,
-                html.badge("same", "ok") if matches else html.badge("differs", "fail"),
+                name,
+                measured(name, column.train_mean),
+                measured(name, column.train_std),
+                measured(name, means.get("validation")),
+                measured(name, means.get("test")),
+                measured(name, stats_mean),
+                measured(name, stats_std),
+                html.badge("same", "ok")
+                if feature_stats_match(report, column)
+                else html.badge("differs", "fail"),
             )
         )
     low, high = CLIP_QUANTILES
@@ -230,8 +376,15 @@ def distributions_section(report: QualityReport) -> html.Section:
             rows,
             table_id="split-means",
         )
+        + f"<p>{UNITS}</p>"
     )
     return html.Section("distributions", "Feature distributions per split", body)
+
+
+UNITS = (
+    "Coordinates in degrees to 5 decimals (about 1 m), fares in dollars, the integer-coded "
+    "features (year, month, day of week, hour) to 3 decimals."
+)
 
 
 def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Section:
@@ -245,11 +398,11 @@ def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Secti
         knee_rows.append(
             (
                 column.column,
-                column.std,
-                column.curve[0].sem if column.curve else None,
-                column.curve[-1].sem if column.curve else None,
-                column.knee.size if column.knee else None,
-                column.knee.sem if column.knee else None,
+                measured(column.column, column.std),
+                html.significant(column.curve[0].sem if column.curve else None),
+                html.significant(column.curve[-1].sem if column.curve else None),
+                html.count(column.knee.size if column.knee else None),
+                html.significant(column.knee.sem if column.knee else None),
                 moved,
             )
         )
@@ -267,38 +420,22 @@ def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Secti
                 (
                     column.column,
                     test.split,
-                    test.rows,
-                    test.mean,
-                    column.train_mean,
-                    test.z,
-                    test.p_value,
+                    html.count(test.rows),
+                    measured(column.column, test.mean),
+                    measured(column.column, column.train_mean),
+                    html.fixed(test.z, 2),
+                    html.p_value(test.p_value),
                     verdict,
                 )
             )
             z_ids.append(f"z-{column.column}-{test.split}")
-    column = a.knee_column
-    if column is None:
-        recommendation = "<p>No knee: fewer than 3 sample sizes, or every column is constant.</p>"
-    else:
-        recommendation = (
-            f'<p id="recommendation">Largest knee: <b>{column.knee.size:,} rows</b> '
-            f"({html.esc(column.column)}) = <b>{a.recommended_fraction:.2%}</b> of "
-            f"{a.total_rows:,} rows: recommended test and validation fraction "
-            f"<b>{a.recommended_fraction:.4f}</b> each.</p>"
-        )
-    configured = ", ".join(
-        f"{s} {f:.2%} ({a.split_rows[s]:,} rows)"
-        for s, f in a.configured_fractions.items()
-        if s != "train"
-    )
     caveats = "".join(f"<li>{html.esc(c)}</li>" for c in split_analysis.CAVEATS)
     body = html.Raw(
         "<p>The book's method: the standard error of the mean (SEM) of nested random samples "
         "of 2<sup>10</sup>, 2<sup>11</sup>, … rows and of all rows; the knee is the point "
         "farthest from the chord joining the curve's ends (log<sub>2</sub> rows against SEM, "
         "both scaled to 0..1). Same numbers as <code>python -m reports.split_analysis</code>.</p>"
-        + recommendation
-        + f"<p>Configured by the dbt vars: {html.esc(configured)}.</p>"
+        + held_out_sizes(a)
         + html.svg_figure(sem_figure(a), "SEM against sample rows; red: the knee.")
         + html.table(
             [
@@ -323,9 +460,43 @@ def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Secti
             table_id="z-tests",
             row_ids=z_ids,
         )
-        + f'<div class="caveat"><b>Where this method is weak</b><ul>{caveats}</ul></div>'
+        + f'<div class="caveat" id="split-caveats"><b>Where this method is weak</b>'
+        f"<ul>{caveats}</ul></div>"
     )
     return html.Section("split-analysis", "Split analysis", body)
+
+
+def held_out_sizes(a: split_analysis.SplitAnalysis) -> str:
+    """What the configured held-out sizes give, then the knee method's figure, worded as weak."""
+    configured = ", ".join(
+        f"{s} {f:.2%} ({a.split_rows[s]:,} rows, mean {html.esc(LABEL)} known to "
+        f"±${a.label_margins[s]:.3f})"
+        for s, f in a.configured_fractions.items()
+        if s != "train"
+    )
+    sizes = (
+        f'<p id="configured-splits">Configured by the dbt vars: {configured}, at 95% '
+        "(1.96·s/√n: the better-founded way to size a held-out split is from the error you can "
+        "accept).</p>"
+    )
+    column = a.knee_column
+    if column is None:
+        return sizes + (
+            '<p id="recommendation">No knee: fewer than 3 sample sizes, or every column is '
+            "constant.</p>"
+        )
+    moved = ", ".join(
+        f"from {start:,} rows: {found:,}" if found else f"from {start:,} rows: none"
+        for start, found in column.knee_by_range_start
+    )
+    return sizes + (
+        '<p id="recommendation" class="caveat"><b>The knee method is a weak guide.</b> Its '
+        f"largest knee is at {column.knee.size:,} rows ({html.esc(column.column)}), "
+        f"{a.recommended_fraction:.2%} of {a.total_rows:,} rows, which it would suggest for test "
+        "and for validation each. But the knee follows the range of sample sizes, not the data: "
+        f"with the curve starting elsewhere it moves ({moved}), and every column's SEM falls the "
+        'same way. See <a href="#split-caveats">where this method is weak</a>.</p>'
+    )
 
 
 def dbt_tests_section(report: QualityReport) -> html.Section:
@@ -383,7 +554,6 @@ def dbt_tests_section(report: QualityReport) -> html.Section:
             ["principle", "test", "model", "column", "status", "failing rows", "message"],
             rows,
             table_id="dbt-tests-all",
-            scroll=True,
         )
     )
     return html.Section("dbt-tests", "VACUUM tests (dbt)", body)
@@ -401,8 +571,9 @@ def render(report: QualityReport) -> str:
         "DC taxi: data quality and splits",
         subtitle,
         [
-            build_section(report),
+            attention_section(report),
             summary_section(report),
+            build_section(report),
             reconciliation_section(report),
             outcomes_section(report),
             months_section(report),

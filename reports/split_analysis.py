@@ -14,7 +14,9 @@ For each column (the label and the 8 features) over all accepted rows:
 - the knee of that curve by the book's method: the point farthest from the chord joining the
   curve's first and last points, on log2(rows) against SEM, both scaled to 0..1;
 - the held-out fraction the largest knee implies: knee rows / all rows, for test and for
-  validation each;
+  validation each. A weak guide (see CAVEATS): the knee follows the range of sample sizes;
+- what the configured held-out sizes give instead: the 95% margin of error of each split's
+  mean label, 1.96 * s / sqrt(n);
 - the book's z-test of each held-out split's mean against train,
   z = (mean_split - mean_train) / (std_train / sqrt(n_split)) with the population std, exactly
   as dbt's `splits_are_representative` test computes it, and its two-sided p-value.
@@ -47,6 +49,7 @@ from reports.marts import (
 
 START_EXPONENT = 10
 ALPHA = 0.05
+Z_95 = 1.96  # two-sided 95%: a mean is known to +- Z_95 * s / sqrt(n)
 # Where the sensitivity check starts the curve instead of 2^START_EXPONENT.
 RANGE_STARTS = (10, 12, 14)
 # u in [0, 1) from 15 hex digits of the key that the split bucket does not use.
@@ -132,6 +135,16 @@ class SplitAnalysis:
         return {split: rows / self.total_rows for split, rows in self.split_rows.items()}
 
     @property
+    def label_margins(self) -> dict[str, float]:
+        """{held-out split: 95% margin of error of its mean label}, from the label's std."""
+        label = self.columns[0] if self.columns else None
+        return {
+            split: margin_of_error(label.std, rows)
+            for split, rows in self.split_rows.items()
+            if split != "train" and label is not None
+        }
+
+    @property
     def flagged(self) -> list[tuple[str, SplitTest]]:
         return [(c.column, t) for c in self.columns for t in c.tests if t.flagged]
 
@@ -139,6 +152,7 @@ class SplitAnalysis:
         """Plain data for `--json`, with the derived figures included."""
         data = asdict(self)
         data["recommended_fraction"] = self.recommended_fraction
+        data["label_margins"] = self.label_margins
         data["configured_fractions"] = self.configured_fractions
         column = self.knee_column
         data["knee_column"] = None if column is None else column.column
@@ -199,6 +213,11 @@ def knee_by_range_start(
             found = knee(part)
             moved.append((start, None if found is None else found.size))
     return tuple(moved)
+
+
+def margin_of_error(std: float, rows: int) -> float:
+    """Half-width of the 95% confidence interval of a mean of `rows` values: 1.96 * s / sqrt(n)."""
+    return Z_95 * std / math.sqrt(rows) if rows > 0 else math.inf
 
 
 def z_test(
@@ -361,21 +380,23 @@ def text_report(analysis: SplitAnalysis) -> str:
     if column is None:
         lines.append("No knee: too few sample sizes (fewer than 3) or constant columns.")
     else:
-        lines.append(
-            f"Largest knee: {column.knee.size:,} rows ({column.column}) = "
-            f"{a.recommended_fraction:.2%} of all rows -> recommended test and validation "
-            f"fraction {a.recommended_fraction:.4f} each."
-        )
         moved = ", ".join(
             f"{s:,} -> {k:,}" if k else f"{s:,} -> —" for s, k in column.knee_by_range_start
         )
-        lines.append(f"Knee of {column.column} if the curve starts at: {moved}.")
+        lines.append(
+            f"Knee method (a weak guide, see below): largest knee {column.knee.size:,} rows "
+            f"({column.column}) = {a.recommended_fraction:.2%} of all rows for test and for "
+            f"validation each; it moves with where the curve starts ({moved})."
+        )
     configured = ", ".join(
         f"{s} {f:.2%} ({a.split_rows[s]:,} rows)"
         for s, f in a.configured_fractions.items()
         if s != "train"
     )
     lines.append(f"Configured: {configured}.")
+    margins = ", ".join(f"{s} ±{m:.3f}" for s, m in a.label_margins.items())
+    if a.columns:
+        lines.append(f"95% margin of error of each split's mean {a.columns[0].column}: {margins}.")
     flagged = ", ".join(f"{name}/{t.split} (p={t.p_value:.3g})" for name, t in a.flagged)
     lines.append(f"Flagged at p < {ALPHA}: {flagged or 'none'}.")
     lines += ["", "Where this method is weak:"]

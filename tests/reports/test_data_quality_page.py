@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from reports.data_quality import write_report
 from reports.dbt_artifacts import load_dbt_run
+from reports.marts import COLUMNS
 from tests.conftest import DbtProject, generate_raw
 from tests.pipeline.outputs import current_build, read_mart
 from tests.reports.conftest import run_module
@@ -17,8 +19,9 @@ from tests.reports.conftest import run_module
 pytestmark = pytest.mark.slow
 
 SECTIONS = (
-    "build",
+    "attention",
     "summary",
+    "build",
     "reconciliation",
     "outcomes",
     "months",
@@ -26,6 +29,10 @@ SECTIONS = (
     "split-analysis",
     "dbt-tests",
 )
+
+
+# Row of each column in the means-per-split table: the label, then the features, in order.
+COLUMN_ROW = {name: i + 1 for i, name in enumerate(COLUMNS)}
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +124,81 @@ def test_flagged_splits_are_the_ones_dbt_warned_about(page, dbt_target):
     )
     assert flagged == dbt_check["failures"]
     assert page.count("#z-tests tbody tr") == 2 * 9  # validation and test, label + 8 features
-    assert "recommended test and validation fraction" in page.text("#recommendation")
-    assert "Where this method is weak" in page.text("#split-analysis .caveat")
+    assert "Where this method is weak" in page.text("#split-caveats")
+
+
+def test_the_knee_is_worded_as_the_weak_guide_it_is(page):
+    knee = page.text("#recommendation")
+    assert knee.startswith("The knee method is a weak guide.")
+    assert "recommended" not in knee
+    # No number in bold: the only bold text is the warning itself.
+    bold = page.script(
+        "return Array.from(document.querySelectorAll('#recommendation b')).map(b => b.textContent)"
+    )
+    assert bold == ["The knee method is a weak guide."]
+    # Beside it, what the configured sizes give: the 95% margin of the mean fare of each split.
+    configured = page.text("#configured-splits")
+    assert "validation" in configured and "test" in configured
+    assert configured.count("known to ±$") == 2
+
+
+def test_warnings_and_failures_come_first(page, dbt_target):
+    order = page.script(
+        "return Array.from(document.querySelectorAll('main > section')).map(s => s.id)"
+    )
+    assert order[0] == "attention"
+    run = load_dbt_run(dbt_target)
+    not_ok = sorted((t for t in run.tests if t.status_kind != "ok"), key=lambda t: t.status_kind)
+    listed = page.script(
+        "return Array.from(document.querySelectorAll('#attention li')).map(li => li.id)"
+    )
+    assert listed == [f"attention-dbt-{t.name}" for t in not_ok]
+    if not_ok:
+        assert page.count("#attention-none") == 0
+    else:
+        assert "Nothing needs attention" in page.text("#attention-none")
+    # The warned test is in the short list at the top, the full list is below and scrolls nowhere.
+    for test in not_ok:
+        assert test.name in page.text(f"#attention-dbt-{test.name}")
+    assert page.script(
+        "const all = document.getElementById('dbt-tests-all');"
+        "return all.parentElement.clientHeight >= all.offsetHeight"
+    )
+
+
+def test_numbers_are_formatted_by_what_they_measure(page, marts):
+    train = [row for row in marts["trip_features"] if row["split"] == "train"]
+    for column in ("origin_lat", "origin_lon", "dest_lat", "dest_lon"):
+        mean = sum(row[column] for row in train) / len(train)
+        shown = page.text(f"#split-means tbody tr:nth-child({COLUMN_ROW[column]}) td:nth-child(2)")
+        assert re.fullmatch(r"-?\d+\.\d{5}", shown), shown  # degrees to 5 decimals, not "38.9"
+        assert float(shown) == pytest.approx(mean, abs=0.51e-5)
+    fare = sum(row["fare_amount"] for row in train) / len(train)
+    shown = page.text("#split-means tbody tr:nth-child(1) td:nth-child(2)")
+    assert re.fullmatch(r"\d+\.\d{3}", shown), shown  # dollars to 3 decimals
+    assert float(shown) == pytest.approx(fare, abs=0.51e-3)
+    p_values = page.script(
+        "return Array.from(document.querySelectorAll('#z-tests tbody td:nth-child(7)'))"
+        ".map(td => td.textContent)"
+    )
+    assert len(p_values) == 18
+    numbers = [text for text in p_values if text != "—"]  # "—": a constant column (one year)
+    assert len(numbers) >= 16
+    for text in numbers:  # 3 significant digits, trailing zeros kept
+        assert text == f"{float(text):#.3g}".rstrip("."), text
+    raw = len(marts["trip_features"]) + len(marts["trips_rejected"])
+    assert page.text("#summary-raw-lines td") == f"{raw:,}"
+
+
+def test_every_table_fits_the_page(page):
+    # At the tests' 1280 px window no table is wider than its section: nothing is cut off.
+    overflowing = page.script(
+        "return Array.from(document.querySelectorAll('table'))"
+        ".filter(t => t.getBoundingClientRect().right > t.closest('section')"
+        ".getBoundingClientRect().right).map(t => t.id)"
+    )
+    assert overflowing == []
+    assert page.count("#months thead th") == 4 + 8  # file, raw, accepted, share, each reason
 
 
 def test_every_dbt_test_is_listed_under_a_principle(page, dbt_target):
@@ -132,6 +212,9 @@ def test_every_dbt_test_is_listed_under_a_principle(page, dbt_target):
         t.principle == "valid" for t in run.tests
     )
     assert f"{statuses['ok']} passed" in page.text("#summary-dbt-tests td")
+    unit_tests = [t.name for t in run.tests if t.principle == "unit test"]
+    assert unit_tests and len(set(unit_tests)) == len(unit_tests)  # each by its own name
+    assert all(name.startswith("test_") for name in unit_tests)
 
 
 def test_feature_stats_equal_train_recomputed(page):
@@ -148,8 +231,10 @@ def test_split_analysis_cli_prints_the_same_analysis(built_lake, marts):
     assert analysis["total_rows"] == len(marts["trip_features"])
     assert analysis["split_rows"] == dict(Counter(r["split"] for r in marts["trip_features"]))
     assert 0 < analysis["recommended_fraction"] <= 1
+    assert set(analysis["label_margins"]) == {"validation", "test"}
     text = run_module("reports.split_analysis", "--data", str(built_lake.lake / "trip_features"))
-    assert "recommended test and validation fraction" in text.stdout
+    assert "Knee method (a weak guide, see below)" in text.stdout
+    assert "95% margin of error of each split's mean fare_amount" in text.stdout
     assert "Where this method is weak" in text.stdout
 
 
@@ -232,6 +317,7 @@ def test_snapshot_reports_the_older_build(browser, two_builds, tmp_path):
     assert page.count(".tests-other-build") == 2  # in the summary and above the tests
     assert second["invocation"] in page.text("#dbt-tests .tests-other-build")
     assert "of another build" in page.text("#summary-dbt-tests td")
+    assert second["invocation"] in page.text("#attention-other-build")  # and at the top
     assert page.console_errors() == []
     page.screenshot("data_quality_older_build")
 

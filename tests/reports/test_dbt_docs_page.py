@@ -35,6 +35,30 @@ def test_static_docs_show_the_marts_offline(browser, docs_target):
     page.screenshot("dbt_docs_trip_features")
 
 
+def test_docs_open_on_the_projects_overview(browser, docs_target):
+    page = browser.open(docs_target / "static_index.html", "#!/overview")
+    page.wait_for_text("DC taxi lakehouse")  # dbt_project/models/overview.md, not dbt's stock page
+    text = page.script("return document.body.innerText")
+    assert "Welcome!" not in text
+    for heading in ("The layers", "The marts", "The lake"):
+        assert heading in text
+    marts = ("trip_features", "trips_rejected", "feature_stats", "data_quality_summary")
+    links = page.script(
+        "return Array.from(document.querySelectorAll('a[href*=\"#!/model/\"]'))"
+        ".map(a => a.getAttribute('href'))"
+    )
+    for mart in marts:
+        assert f"#!/model/model.dc_taxi.{mart}" in links
+    errors = [e for e in page.console_errors() if not any(n in e for n in DBT_DOCS_NOISE)]
+    assert errors == []
+    page.screenshot("dbt_docs_overview")
+    # The overview's link opens the mart's own page.
+    page.driver.execute_script(
+        "document.querySelector('a[href=\"#!/model/model.dc_taxi.trip_features\"]').click()"
+    )
+    page.wait_for_text("One row per accepted trip")
+
+
 def test_quality_page_says_when_run_results_hold_no_tests(built_lake, docs_target, tmp_path):
     run = load_dbt_run(docs_target)
     assert run is not None and "docs generate" in run.command
