@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reports import data_quality, tuning
+from reports import data_quality, model, tuning
 from reports.marts import LakeError
 
 
@@ -19,15 +19,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         allow_abbrev=False,
         prog="python -m reports",
-        description="Write the data-quality and tuning pages (static HTML); print their paths.",
+        description="Write the data-quality, tuning and model pages (static HTML); print their "
+        "paths.",
     )
     data_quality.add_arguments(parser)
     tuning.add_arguments(parser)
+    model.add_arguments(parser)
     parser.add_argument(
         "--out-dir",
         type=Path,
         default=Path("data/reports"),
-        help="folder for data_quality.html and tuning.html (default data/reports)",
+        help="folder for data_quality.html, tuning.html and model.html (default data/reports)",
     )
     return parser
 
@@ -44,6 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(tuning.write_report(args.storage, args.study_name, args.out_dir / "tuning.html"))
     except tuning.StudyNotFound as error:
+        print(f"error: {error}", file=sys.stderr)
+        status = 2
+    try:
+        data = f"{str(args.lake).rstrip('/')}/trip_features"
+        print(model.write_report_from_args(args, data, args.out_dir / "model.html"))
+    except (LakeError, model.ModelNotFound) as error:
         print(f"error: {error}", file=sys.stderr)
         status = 2
     return status

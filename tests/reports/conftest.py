@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,70 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=600,
     )
+
+
+# A random fare model registered the way training.tune registers its champion (the model page
+# describes any registered version; its weights do not matter here).
+REGISTER_MODEL = """
+import sys, mlflow, numpy as np, torch
+from training.model import FareRegressor
+from training.tracking import configure_tracking, log_fare_model
+configure_tracking(sys.argv[1], "model-page")
+torch.manual_seed(0)
+regressor = FareRegressor(
+    feature_mean=[38.9, -77.0, 38.9, -77.0, 2015.5, 6.5, 4.0, 12.0],
+    feature_std=[0.03, 0.04, 0.03, 0.04, 0.5, 3.4, 2.0, 6.9],
+    label_mean=12.0,
+).eval()
+example = np.array([[38.9, -77.0, 38.92, -77.02, 2015, 11, 3, 8]] * 3, dtype=np.float64)
+with mlflow.start_run():
+    info = log_fare_model(regressor, example)
+version = mlflow.register_model(info.model_uri, sys.argv[2])
+mlflow.MlflowClient().set_registered_model_alias(sys.argv[2], "champion", version.version)
+"""
+MODEL_NAME = "dc-taxi-fare"
+
+
+@dataclass(frozen=True)
+class ScoredLake:
+    """A built lake whose model_performance has the rows of one registered model version."""
+
+    project: DbtProject
+    tracking_uri: str
+
+    @property
+    def lake(self) -> Path:
+        return self.project.lake
+
+    @property
+    def raw(self) -> Path:
+        return self.project.raw
+
+
+@pytest.fixture(scope="session")
+def scored_lake(tmp_path_factory, request) -> ScoredLake:
+    """`dbt build` of 12,000 generated rows over a year change, `dc-taxi-fare@champion`
+    registered, `python -m training.predict`, and `dbt build` again: a user's steps."""
+    project = DbtProject(
+        tmp_path_factory.mktemp("scored-lake"), request.config.getoption("--dbt-target")
+    )
+    project.raw.mkdir()
+    generate_raw(project.raw, rows=12_000, months="2015-11:2016-02", seed=5)
+    project.build()
+    tracking_uri = f"sqlite:///{project.root / 'mlflow.db'}"
+    subprocess.run(
+        [sys.executable, "-c", REGISTER_MODEL, tracking_uri, MODEL_NAME],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    predicted = run_module(
+        "training.predict",
+        "--data", str(project.lake / "trip_features"),
+        "--tracking-uri", tracking_uri,
+        "--no-progress",
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
+    project.build()
+    return ScoredLake(project, tracking_uri)
