@@ -6,6 +6,7 @@ registry) on a free port of 127.0.0.1, in its own process group, which teardown 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,18 +18,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 
-from tests.training.test_predict import STATS, trips
+from tests.fare_models import random_trips, register_fare_model
 from training import predict
 from training.lake import FEATURES
-from training.model import FareRegressor
-from training.tracking import log_fare_model
 
 pytestmark = pytest.mark.slow  # registers a model and starts a server: tens of seconds
 
@@ -39,15 +36,9 @@ START_TIMEOUT_S = 240.0  # loading torch + the model on a busy 2-core machine
 def register_champion(folder: Path) -> str:
     """A registry in `folder` whose dc-taxi-fare@champion is a randomly initialised model."""
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.create_experiment("serve-tests", artifact_location=str(folder / "runs"))
-    torch.manual_seed(3)
-    regressor = FareRegressor(**STATS, label_mean=12.0).eval()
-    with mlflow.start_run(experiment_id=experiment):
-        info = log_fare_model(regressor, trips(5).to_numpy(np.float64))
     name, alias = MODEL_URI.removeprefix("models:/").split("@")
-    version = mlflow.register_model(info.model_uri, name)
-    mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
+    with contextlib.chdir(folder):  # the run's artifacts go to ./mlruns: keep them in folder
+        register_fare_model(uri, name, seed=3, alias=alias)
     return uri
 
 
@@ -90,7 +81,7 @@ def stop(server: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(base URL, tracking URI) of `mlflow models serve` running the registered champion."""
+    """(base URL, tracking URI, port) of `mlflow models serve` running the registered champion."""
     folder = tmp_path_factory.mktemp("serve")
     tracking_uri = register_champion(folder)
     port = free_port()
@@ -147,7 +138,7 @@ def predict_cli_fares(frame: pd.DataFrame, tracking_uri: str, folder: Path) -> n
 
 def test_served_fares_equal_training_predict(served, tmp_path):
     url, tracking_uri, _ = served
-    frame = trips(257, seed=11)  # time features are int64
+    frame = random_trips(257, seed=11)  # time features are int64
     expected = predict_cli_fares(frame, tracking_uri, tmp_path)
     assert np.ptp(expected) > 0  # a real batch, not one constant
 
@@ -170,7 +161,7 @@ def test_served_fares_equal_training_predict(served, tmp_path):
 
 def test_a_batch_missing_a_column_is_an_http_error_naming_it(served):
     url, _, _ = served
-    records = trips(3).drop(columns=["pickup_dow"]).to_dict(orient="records")
+    records = random_trips(3).drop(columns=["pickup_dow"]).to_dict(orient="records")
     status, body = post(url, {"dataframe_records": records})
     assert 400 <= status < 600
     assert "missing feature column(s) pickup_dow" in body
