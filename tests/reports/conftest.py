@@ -3,6 +3,7 @@ and one headless Chromium shared by every browser test."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -71,25 +72,6 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-# A random fare model registered the way training.tune registers its champion (the model page
-# describes any registered version; its weights do not matter here).
-REGISTER_MODEL = """
-import sys, mlflow, numpy as np, torch
-from training.model import FareRegressor
-from training.tracking import configure_tracking, log_fare_model
-configure_tracking(sys.argv[1], "model-page")
-torch.manual_seed(0)
-regressor = FareRegressor(
-    feature_mean=[38.9, -77.0, 38.9, -77.0, 2015.5, 6.5, 4.0, 12.0],
-    feature_std=[0.03, 0.04, 0.03, 0.04, 0.5, 3.4, 2.0, 6.9],
-    label_mean=12.0,
-).eval()
-example = np.array([[38.9, -77.0, 38.92, -77.02, 2015, 11, 3, 8]] * 3, dtype=np.float64)
-with mlflow.start_run():
-    info = log_fare_model(regressor, example)
-version = mlflow.register_model(info.model_uri, sys.argv[2])
-mlflow.MlflowClient().set_registered_model_alias(sys.argv[2], "champion", version.version)
-"""
 MODEL_NAME = "dc-taxi-fare"
 
 
@@ -120,9 +102,16 @@ def scored_lake(tmp_path_factory, request) -> ScoredLake:
     generate_raw(project.raw, rows=12_000, months="2015-11:2016-02", seed=5)
     project.build()
     tracking_uri = f"sqlite:///{project.root / 'mlflow.db'}"
+    # In its own process (MLflow's tracking URI is global), from the project's folder (where
+    # MLflow puts the run's artifacts).
+    register = (
+        "import sys; from tests.fare_models import register_fare_model; "
+        "register_fare_model(sys.argv[1], sys.argv[2], seed=0, alias='champion')"
+    )
     subprocess.run(
-        [sys.executable, "-c", REGISTER_MODEL, tracking_uri, MODEL_NAME],
-        cwd=REPO_ROOT,
+        [sys.executable, "-c", register, tracking_uri, MODEL_NAME],
+        cwd=project.root,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         check=True,
         capture_output=True,
         timeout=600,

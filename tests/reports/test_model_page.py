@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lakehouse.builds import list_builds
 from lakehouse.catalog import open_catalog
 from lakehouse.predictions import predictions_table
-from reports.model import ModelNotFound, parse_model_uri
+from reports.model import ModelNotFound, parse_model_uri, write_report
 from tests.pipeline.outputs import current_build, read_mart, read_table
 from tests.reports.conftest import MODEL_NAME, run_module
 from training.lake import FEATURES, LABEL
@@ -152,6 +153,33 @@ def test_no_rows_for_the_model_says_what_to_run(scored_lake, tmp_path):
     assert f"no rows for {MODEL_NAME} version 99" in line
     assert line.endswith("run `python -m training.predict` then `dbt build`")
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_pinned_build_scored_before_prediction_says_what_to_run(scored_lake, tmp_path):
+    first = list_builds(str(scored_lake.lake / "trip_features"))[0]["snapshot_id"]
+    result = run_module(
+        "reports.model",
+        "--data", str(scored_lake.lake / "trip_features"),
+        "--tracking-uri", scored_lake.tracking_uri,
+        "--snapshot", first,
+        "--out", str(tmp_path / "model.html"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert f"(trip_features snapshot {first}) has no rows for {MODEL_NAME} version 1" in line
+
+
+@pytest.mark.slow
+def test_the_noise_floor_is_unknown_without_the_generators_record(scored_lake, tmp_path):
+    page = write_report(
+        str(scored_lake.lake / "trip_features"),
+        tmp_path / "model.html",
+        tracking_uri=scored_lake.tracking_uri,
+        raw=tmp_path,
+    ).read_text()
+    assert '<tr id="headline-noise-floor"><th>noise floor RMSE</th><td>unknown</td>' in page
+    assert f"Noise floor unknown: no {tmp_path / '_generator.json'}" in page
 
 
 @pytest.mark.slow
