@@ -1,6 +1,6 @@
 # The two commands users need:
 #   make run    sample raw data -> dbt build -> data-quality report -> tune -> tuning report
-#   make test   install everything, lint, run the whole test suite
+#   make test   install the dev tools too, lint, run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,25 +14,32 @@ export DBT_PROFILES_DIR := $(CURDIR)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run setup data build quality tune tuning-report reports docs browser test lint format \
+.PHONY: run setup setup-dev data build quality tune tuning-report reports docs browser test lint format \
 	bench-sql bench-loader bench-training clean
 
 run: setup data build quality tune tuning-report
 	@echo "reports: data/reports/data_quality.html data/reports/tuning.html"
 
-# Installs the project (CPU torch) and dev tools into $(VENV); `source $(VENV)/bin/activate`
-# afterwards also points dbt at this repo, so `dbt build` works from the repo root.
+# Installs the project and its runtime dependencies (CPU torch) into $(VENV); `source
+# $(VENV)/bin/activate` afterwards also points dbt at this repo, so `dbt build` works from the
+# repo root. `setup-dev` adds the test and lint tools (pytest, ruff, sqlfluff, SeaweedFS,
+# Selenium, moto).
 setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	grep -q DBT_PROJECT_DIR $(BIN)/activate || printf '%s\n' \
 	  '# dc-taxi: run dbt from the repo root' \
 	  'export DBT_PROJECT_DIR="$(CURDIR)/dbt_project"' \
 	  'export DBT_PROFILES_DIR="$(CURDIR)"' \
 	  'export MLFLOW_DISABLE_TELEMETRY=true' >> $(BIN)/activate
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 data: setup
@@ -63,17 +70,17 @@ docs: setup
 browser:
 	scripts/install_browser.sh
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests
 
-format: setup
+format: setup-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 	$(BIN)/sqlfluff fix dbt_project/models dbt_project/tests
 
-test: setup lint
+test: setup-dev lint
 	$(BIN)/dbt parse --quiet
 	$(BIN)/pytest -q
 

@@ -13,12 +13,16 @@ with the same seed would (the data order and the dropout masks depend only on se
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+if __name__ == "__main__":  # parse the command line before the heavy imports below
+    from training.cli import main_train
+
+    sys.exit(main_train())
+
 import contextlib
-import json
 import os
 import random
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -32,11 +36,11 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lakehouse.builds import PinnedBuild
-from training.checks import argument_error
+from training.cli import CommandError, main_train
 from training.data import DataConfig, ShuffleEachEpoch, TripDataModule
-from training.lake import SPLITS, LakeError, discover_split, head_features
+from training.lake import SPLITS, discover_split, head_features
 from training.lineage import Lineage, collect_lineage, log_dataset
-from training.model import OPTIMIZERS, SCHEDULERS, FareRegressor, ModelConfig
+from training.model import FareRegressor, ModelConfig
 from training.tracking import MLflowEpochMetrics, configure_tracking, flat_params, log_fare_model
 
 
@@ -62,6 +66,7 @@ class TrainConfig:
     experiment: str = "dc-taxi"
     run_name: str | None = None
     progress: bool = True
+    model_summary: bool = False
 
 
 def resolve_precision(config: TrainConfig) -> str:
@@ -87,7 +92,7 @@ def build_trainer(config: TrainConfig, root: str, callbacks: list[L.Callback]) -
         logger=False,
         callbacks=callbacks,
         enable_progress_bar=config.progress,
-        enable_model_summary=config.progress,
+        enable_model_summary=config.model_summary,
     )
 
 
@@ -112,7 +117,7 @@ class SeedEachEpoch(L.Callback):
 LAST = "last.ckpt"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(CommandError):
     """The checkpoint directory does not fit the request; the message says what to do."""
 
 
@@ -250,179 +255,11 @@ def run(config: TrainConfig) -> dict[str, float]:
         return fit(config)
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--data",
-        default=DataConfig.data,
-        help="trip_features' location (<lake_path>/trip_features, a folder or s3://): its "
-        "catalog table's current published build is read",
-    )
-    pin = group.add_mutually_exclusive_group()
-    pin.add_argument(
-        "--snapshot",
-        type=int,
-        help="read this trip_features snapshot (an older build; `python -m lakehouse builds`)",
-    )
-    pin.add_argument(
-        "--as-of", help="read the build that was current at this ISO 8601 time (UTC if no zone)"
-    )
-    group.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
-    group.add_argument(
-        "--resident-mb",
-        type=int,
-        default=DataConfig.resident_max_bytes >> 20,
-        help="hold a split on the device when it fits this many MiB (0: always stream)",
-    )
-    group.add_argument(
-        "--shuffle-buffer-rows",
-        type=int,
-        default=DataConfig.shuffle_buffer_rows,
-        help="rows mixed together when streaming",
-    )
-    group.add_argument("--eval-batch-size", type=int, help="validation/test batch size")
-    group.add_argument("--seed", type=int, default=DataConfig.seed, help="seed for init + shuffle")
-
-
-def add_run_arguments(parser: argparse.ArgumentParser, max_epochs: int) -> None:
-    group = parser.add_argument_group("training and tracking")
-    group.add_argument("--max-epochs", type=int, default=max_epochs, help="epochs at most")
-    group.add_argument("--patience", type=int, default=TrainConfig.patience, help="early stopping")
-    group.add_argument(
-        "--gradient-clip", type=float, default=TrainConfig.gradient_clip, help="norm; 0 = off"
-    )
-    group.add_argument("--limit-train-batches", type=int, help="train batches per epoch at most")
-    group.add_argument("--limit-val-batches", type=int, help="validation batches at most")
-    group.add_argument("--val-check-interval", type=int, help="validate every N train batches")
-    group.add_argument("--accelerator", default="auto", help="auto, cpu, gpu")
-    group.add_argument("--devices", type=int, default=1, help="devices (>1 runs DDP)")
-    group.add_argument(
-        "--strategy", default="auto", help="auto, ddp (one process per device; gloo on CPU), ..."
-    )
-    group.add_argument("--precision", default="auto", help="auto, 32-true, bf16-mixed, ...")
-    group.add_argument(
-        "--tracking-uri", help="MLflow URI; None: $MLFLOW_TRACKING_URI or sqlite data/mlflow.db"
-    )
-    group.add_argument("--experiment", default=TrainConfig.experiment, help="MLflow experiment")
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = ModelConfig()
-    group = parser.add_argument_group("model")
-    group.add_argument(
-        "--hidden-sizes",
-        default=",".join(map(str, defaults.hidden_sizes)),
-        help="comma-separated units per hidden layer",
-    )
-    group.add_argument(
-        "--batch-norm",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.batch_norm,
-        help="batch norm after each hidden Linear",
-    )
-    group.add_argument("--dropout", type=float, default=defaults.dropout, help="dropout rate")
-    group.add_argument(
-        "--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="optimizer"
-    )
-    group.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
-    group.add_argument(
-        "--weight-decay", type=float, default=defaults.weight_decay, help="L2 penalty"
-    )
-    group.add_argument(
-        "--scheduler", choices=SCHEDULERS, default=defaults.scheduler, help="learning-rate decay"
-    )
-    group.add_argument(
-        "--batch-size", type=int, default=DataConfig.batch_size, help="training batch size"
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train",
-        description="Train one fare model and track it in MLflow.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        allow_abbrev=False,
-    )
-    add_data_arguments(parser)
-    add_model_arguments(parser)
-    add_run_arguments(parser, max_epochs=TrainConfig.max_epochs)
-    parser.add_argument("--run-name", help="MLflow run name")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--checkpoint-dir", help="keep last.ckpt and best.ckpt here (default: a temp dir)"
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from <checkpoint-dir>/last.ckpt, in the same MLflow run",
-    )
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Flags -> TrainConfig (tune's parser lacks the model flags; defaults fill them)."""
-    defaults = ModelConfig()
-    hidden = getattr(args, "hidden_sizes", None)
-    model = ModelConfig(
-        hidden_sizes=tuple(int(n) for n in hidden.split(",")) if hidden else defaults.hidden_sizes,
-        batch_norm=getattr(args, "batch_norm", defaults.batch_norm),
-        dropout=getattr(args, "dropout", defaults.dropout),
-        optimizer=getattr(args, "optimizer", defaults.optimizer),
-        lr=getattr(args, "lr", defaults.lr),
-        weight_decay=getattr(args, "weight_decay", defaults.weight_decay),
-        scheduler=getattr(args, "scheduler", defaults.scheduler),
-    )
-    data = DataConfig(
-        data=args.data,
-        snapshot_id=args.snapshot,
-        as_of=args.as_of,
-        batch_size=getattr(args, "batch_size", DataConfig.batch_size),
-        eval_batch_size=args.eval_batch_size,
-        num_workers=args.num_workers,
-        seed=args.seed,
-        shuffle_buffer_rows=args.shuffle_buffer_rows,
-        resident_max_bytes=args.resident_mb << 20,
-    )
-    return TrainConfig(
-        data=data,
-        model=model,
-        max_epochs=args.max_epochs,
-        patience=args.patience,
-        gradient_clip=args.gradient_clip,
-        limit_train_batches=args.limit_train_batches,
-        limit_val_batches=args.limit_val_batches,
-        val_check_interval=args.val_check_interval,
-        accelerator=args.accelerator,
-        devices=args.devices,
-        strategy=args.strategy,
-        checkpoint_dir=getattr(args, "checkpoint_dir", None),
-        resume=getattr(args, "resume", False),
-        precision=args.precision,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        run_name=getattr(args, "run_name", None),
-        progress=not getattr(args, "no_progress", False),
-    )
+def is_rank_zero() -> bool:
+    """Whether this process is DDP's global rank zero (or the only one)."""
+    return rank_zero_only.rank == 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    problem = argument_error(args)
-    if args.resume and not args.checkpoint_dir:
-        problem = "--resume needs the --checkpoint-dir of the run to continue"
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    config = config_from_args(args)
-    try:
-        metrics = run(config)
-    except (LakeError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if rank_zero_only.rank == 0:  # one result line, not one per DDP process
-        print(json.dumps(metrics))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """`python -m training.train [flags]` (the command line lives in training.cli)."""
+    return main_train(argv)

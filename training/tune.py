@@ -5,76 +5,84 @@ One MLflow parent run per study and one child run per trial. The study lives in 
 resumes it and several processes can work on it at once: `python -m training.workers` starts K
 of them on one machine, and the same `python -m training.tune` run on many machines with a
 PostgreSQL `--storage` shares one study across them (`--max-trials` caps the study's completed
-trials whoever runs them). At the end the best trial is evaluated once on the test split and
-registered in the MLflow model registry with the alias `champion`.
+trials whoever runs them). At the end `training.champion` evaluates the best trial once on
+the test split and registers it in the MLflow model registry with the alias `champion`.
+
+Every trial trains until its validation RMSE stops improving (or `--max-epochs`); a new
+study's first trial is `training.train`'s default model, a yardstick for the pruner. The
+command line is in `training.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
+
+if __name__ == "__main__":  # parse the command line before the heavy imports below
+    from training.cli import main_tune
+
+    sys.exit(main_tune())
+
+import contextlib
+import logging
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import lightning as L
 import mlflow
 import optuna
 from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import BaseStorage
 from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial
 from optuna_integration import PyTorchLightningPruningCallback
 
 from lakehouse.builds import PinnedBuild
-from training.checks import argument_error
-from training.data import TripDataModule
-from training.lake import LakeError, discover_split, head_features
+from training.champion import crown_best_trial, log_champion, noise_floor
+from training.cli import CommandError, main_tune
 from training.lineage import Lineage, log_dataset
-from training.model import OPTIMIZERS, FareRegressor
+from training.model import OPTIMIZERS, ModelConfig
 from training.study import (
     DONE,
     RUN_ATTR,
     WORKER_ATTR,
     end_orphan_runs,
     finished_count,
-    first_line,
     is_rdb_url,
     masked,
     open_storage,
     reap_dead_local_trials,
-    storage_failure,
     worker_label,
 )
-from training.tracking import configure_tracking, flat_params, log_fare_model
-from training.train import (
-    TrainConfig,
-    add_data_arguments,
-    add_run_arguments,
-    config_from_args,
-    dataset_lineage,
-    fit,
-    pin_lake,
-)
+from training.tracking import configure_tracking, flat_params
+from training.train import TrainConfig, dataset_lineage, fit, pin_lake
 
-PRUNERS = ("median", "hyperband", "none")
-CHAMPION = "champion"
-PARENT_ATTR = "mlflow_parent_run_id"
+PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the study's MLflow parent run
 SNAPSHOT_ATTR = "lake_snapshot_id"  # the trip_features snapshot every trial of the study reads
 PARENT_WAIT_S = 30.0  # how long a worker waits for the study's creator to record the parent run
 
 
-class NoCompletedTrial(RuntimeError):
+class NoCompletedTrial(CommandError):
     """Every trial so far failed or was pruned: there is no model to crown."""
+
+
+class OtherData(CommandError):
+    """The study was tuned on another lake build than this run would read."""
+
+
+def tuning_base() -> TrainConfig:
+    """What every trial trains with unless the trial samples it: up to 30 epochs, the learning
+    rate halved when the validation RMSE stalls, stopped after 3 epochs without a better one
+    (chosen by measurement, BENCHMARKS.md)."""
+    return TrainConfig(max_epochs=30, patience=3, model=ModelConfig(scheduler="plateau"))
 
 
 @dataclass(frozen=True)
 class TuneConfig:
     """A study: its search space, budget, storage, and what the best model is registered as."""
 
-    base: TrainConfig
+    base: TrainConfig = field(default_factory=tuning_base)
     n_trials: int | None = 10
     timeout: float | None = None
     study_name: str = "dc-taxi"
@@ -84,13 +92,14 @@ class TuneConfig:
     batch_sizes: tuple[int, ...] = (1024, 2048, 4096)
     lr_range: tuple[float, float] = (1e-4, 3e-2)
     model_name: str = "dc-taxi-fare"
+    raw_stats: str | None = "data/raw/_generator.json"  # the sample's noise floor, if it fits
     max_trials: int | None = None  # stop once the study has this many completed/pruned trials
     sampler_seed: int | None = None  # None: the data seed; workers each need their own
     heartbeat_interval: int | None = 10  # s; RDB storages only (None: off)
     grace_period: int | None = None  # s without a heartbeat before a trial is dead; 2x interval
     max_retry: int | None = 3  # times a trial of a dead worker is queued again
     crown: bool = True  # evaluate + register the best trial at the end (off in workers)
-    progress: bool = True
+    progress: str = "plain"  # "bar" (a terminal), "plain" (a line per trial) or "off"
 
 
 def suggest_config(trial: optuna.trial.BaseTrial, tune: TuneConfig) -> TrainConfig:
@@ -110,9 +119,29 @@ def suggest_config(trial: optuna.trial.BaseTrial, tune: TuneConfig) -> TrainConf
     return replace(tune.base, model=model, data=replace(tune.base.data, batch_size=batch_size))
 
 
+def first_trial(tune: TuneConfig) -> dict[str, object]:
+    """The parameters of a new study's first trial: the default model of `training.train`,
+    moved into the search space where it lies outside. The study starts from a model known to
+    be good, and the pruner has a yardstick from the second trial on."""
+    default = tune.base.model
+    sizes = default.hidden_sizes[: tune.max_layers]
+    low, high = tune.lr_range
+    return {
+        "n_layers": len(sizes),
+        **{f"n_units_l{i}": min(max(units, 8), 256) for i, units in enumerate(sizes)},
+        "batch_norm": default.batch_norm,
+        "dropout": min(max(default.dropout, 0.0), 0.3),
+        "optimizer": default.optimizer,
+        "lr": min(max(default.lr, low), high),
+        "batch_size": min(tune.batch_sizes, key=lambda size: abs(size - tune.base.data.batch_size)),
+    }
+
+
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        # From the second trial on: a trial worse than the median of the completed ones at
+        # the same epoch (after the first two epochs) stops.
+        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=2)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1))
     return optuna.pruners.NopPruner()
@@ -136,9 +165,11 @@ def create_or_load_study(tune: TuneConfig, storage: BaseStorage) -> tuple[optuna
         pruner=make_pruner(tune.pruner, tune.base.max_epochs),
     )
     try:
-        return optuna.create_study(direction="minimize", **options), True
+        study = optuna.create_study(direction="minimize", **options)
     except DuplicatedStudyError:
         return optuna.load_study(**options), False
+    study.enqueue_trial(first_trial(tune))
+    return study, True
 
 
 def run_exists(run_id: str) -> bool:
@@ -232,45 +263,6 @@ class Objective:
             mlflow.end_run(status)
 
 
-def evaluate_on_test(tune: TuneConfig, model: FareRegressor) -> float:
-    """Test RMSE (dollars) of a model; exact over the whole test split."""
-    datamodule = TripDataModule(tune.base.data)
-    trainer = L.Trainer(
-        accelerator=tune.base.accelerator,
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
-    return float(result["test_rmse"])
-
-
-def crown_best_trial(study: optuna.Study, tune: TuneConfig) -> dict[str, float]:
-    """Evaluate the best trial on test once, log its model and point `champion` at it."""
-    best = study.best_trial
-    run_id = best.user_attrs[RUN_ATTR]
-    client = mlflow.MlflowClient()
-    done = client.get_run(run_id).data.metrics.get("test_rmse")
-    if done is not None:  # already evaluated and registered by an earlier session
-        return {"best_val_rmse": best.value, "test_rmse": done}
-    with tempfile.TemporaryDirectory(prefix="dc-taxi-champion-") as folder:
-        checkpoint = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="checkpoint/best.ckpt", dst_path=folder
-        )
-        model = FareRegressor.load_from_checkpoint(checkpoint, map_location="cpu")
-    test_rmse = evaluate_on_test(tune, model)
-    with mlflow.start_run(run_id=run_id, nested=True):
-        mlflow.log_metric("test_rmse", test_rmse)
-        _, build = tune.base.data.pin()
-        example = head_features(discover_split(build, "validation"))
-        info = log_fare_model(model, example)
-    version = mlflow.register_model(info.model_uri, tune.model_name)
-    client.set_registered_model_alias(tune.model_name, CHAMPION, version.version)
-    client.set_model_version_tag(tune.model_name, version.version, "optuna.trial", best.number)
-    return {"best_val_rmse": best.value, "test_rmse": test_rmse}
-
-
 def log_study_plots(study: optuna.Study) -> None:
     """Optimisation history, parameter importances and parallel coordinates as HTML artifacts."""
     from optuna import visualization
@@ -297,31 +289,87 @@ def study_summary(study: optuna.Study) -> dict[str, float]:
     return {f"trials_{state}": float(states.count(state)) for state in sorted(set(states))}
 
 
-def optimize(
-    study: optuna.Study, tune: TuneConfig, parent_id: str, build: PinnedBuild, lineage: Lineage
-) -> None:
+@dataclass(frozen=True)
+class OpenStudy:
+    """A study ready for trials: its config with the lake build pinned, the Optuna study and
+    storage, its MLflow parent run, and the build's lineage."""
+
+    tune: TuneConfig
+    study: optuna.Study
+    storage: BaseStorage
+    parent_id: str
+    build: PinnedBuild
+    lineage: Lineage
+
+
+class Progress:
+    """Trials done and the best validation RMSE so far: a bar on a terminal, else one plain
+    line per finished trial ("off": nothing)."""
+
+    def __init__(self, mode: str, total: int | None, done: int = 0):
+        self.mode, self.total, self.done = mode, total, done
+        self.bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total, initial=done, unit="trial", desc="tuning", dynamic_ncols=True
+            )
+
+    def update(self, done: int, study: optuna.Study, note: str) -> None:
+        if done == self.done or self.mode == "off":
+            return
+        best = best_value(study)
+        best_text = f"best val_rmse {best:.4f}" if best is not None else "no trial complete yet"
+        if self.bar is not None:
+            self.bar.update(done - self.done)
+            self.bar.set_postfix_str(best_text)
+        else:
+            of = f"/{self.total}" if self.total else ""
+            print(f"{note} ({done}{of}), {best_text}", flush=True)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def best_value(study: optuna.Study) -> float | None:
+    try:
+        return study.best_value
+    except ValueError:  # no completed trial yet
+        return None
+
+
+class TrialProgress(Progress):
+    """Progress of the trials of this process, updated by Optuna after each of them."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        value = f" val_rmse {trial.value:.4f}" if trial.value is not None else ""
+        note = f"trial {trial.number} {trial.state.name.lower()}{value}"
+        self.update(self.done + 1, study, note)
+
+
+def optimize(opened: OpenStudy) -> None:
     """Run trials until `n_trials` here, `timeout`, or the study-wide `max_trials` cap."""
-    callbacks = []
+    study, tune = opened.study, opened.tune
+    progress = TrialProgress(tune.progress, tune.n_trials)
+    callbacks = [progress]
     if tune.max_trials is not None:
         if finished_count(study) >= tune.max_trials:
             return
         # Checked after each trial: with K workers the study can end up to K-1 trials over.
         callbacks.append(MaxTrialsCallback(tune.max_trials, states=DONE))
-    study.optimize(
-        Objective(tune, parent_id, build, lineage),
-        n_trials=tune.n_trials,
-        timeout=tune.timeout,
-        catch=(FloatingPointError,),  # a diverged trial fails; the study goes on
-        callbacks=callbacks,
-        show_progress_bar=tune.progress,
-    )
-
-
-def log_parent_lineage(tune: TuneConfig, build: PinnedBuild, lineage: Lineage) -> None:
-    """Tags, lineage and dataset of the active parent run (never the storage password)."""
-    mlflow.set_tags({**lineage.tags, "optuna.storage": masked(tune.storage)})
-    mlflow.log_text(lineage.as_json(), "lineage.json")
-    log_dataset(build, lineage)
+    try:
+        study.optimize(
+            Objective(tune, opened.parent_id, opened.build, opened.lineage),
+            n_trials=tune.n_trials,
+            timeout=tune.timeout,
+            catch=(FloatingPointError,),  # a diverged trial fails; the study goes on
+            callbacks=callbacks,
+        )
+    finally:
+        progress.close()
 
 
 def check_study_snapshot(study: optuna.Study, tune: TuneConfig, build: PinnedBuild) -> None:
@@ -330,22 +378,39 @@ def check_study_snapshot(study: optuna.Study, tune: TuneConfig, build: PinnedBui
     if recorded is None:
         study.set_user_attr(SNAPSHOT_ATTR, build.snapshot_id)
     elif int(recorded) != build.snapshot_id:
-        raise LakeError(
-            f"study {tune.study_name} was tuned on lake snapshot {recorded}, but this run would "
-            f"read snapshot {build.snapshot_id} (build {build.invocation_id}) — resume it with "
-            f"--snapshot {recorded}, or start a new study on this build with --study-name <new>"
+        raise OtherData(
+            f"study {tune.study_name} was tuned on lake snapshot {recorded}, this run reads"
+            f" snapshot {build.snapshot_id} — start a new study with --study-name <new>, or"
+            f" resume this one with --snapshot {recorded}"
         )
 
 
-def pin_study(tune: TuneConfig) -> tuple[TuneConfig, PinnedBuild, Lineage]:
-    """Pin the lake build once for the whole study: every trial and worker reads it."""
+def open_study(tune: TuneConfig) -> OpenStudy:
+    """Pin the lake build for the whole study, point MLflow at its store, create or resume the
+    study and its parent run, and refuse a study tuned on other data."""
     base, build = pin_lake(tune.base)
-    return replace(tune, base=base), build, dataset_lineage(base, build)
+    tune = replace(tune, base=base)
+    lineage = dataset_lineage(base, build)
+    experiment_id = configure_tracking(base.tracking_uri, base.experiment)
+    study, storage, parent_id = prepare_study(tune, experiment_id)
+    check_study_snapshot(study, tune, build)
+    return OpenStudy(tune, study, storage, parent_id, build, lineage)
 
 
-def finish_study(study: optuna.Study, tune: TuneConfig, parent_id: str) -> dict[str, float]:
+@contextlib.contextmanager
+def parent_run(opened: OpenStudy) -> Iterator[None]:
+    """The study's parent run, active, with the lineage (never the storage password)."""
+    with mlflow.start_run(run_id=opened.parent_id):
+        mlflow.set_tags({**opened.lineage.tags, "optuna.storage": masked(opened.tune.storage)})
+        mlflow.log_text(opened.lineage.as_json(), "lineage.json")
+        log_dataset(opened.build, opened.lineage)
+        yield
+
+
+def finish_study(opened: OpenStudy) -> dict[str, float]:
     """On the active parent run: close leftover child runs, log the summary, crown the best."""
-    end_orphan_runs(study, parent_id)
+    study, tune = opened.study, opened.tune
+    end_orphan_runs(study, opened.parent_id)
     summary = study_summary(study)
     mlflow.log_metrics(summary)
     log_study_plots(study)
@@ -354,10 +419,13 @@ def finish_study(study: optuna.Study, tune: TuneConfig, parent_id: str) -> dict[
             f"study {tune.study_name} has no completed trial — see the `optuna.error` tags"
             " of its trials in MLflow, then rerun to add trials"
         )
-    result = crown_best_trial(study, tune)
-    mlflow.log_metrics(result)
-    mlflow.set_tag("best_trial", str(study.best_trial.number))
-    return {**summary, **result}
+    champion = crown_best_trial(study, tune)
+    floor = noise_floor(tune.raw_stats, opened.lineage)
+    log_champion(champion, floor)
+    result = {**summary, "best_val_rmse": champion.best_val_rmse, "test_rmse": champion.test_rmse}
+    if floor is not None:
+        result["test_vs_noise_floor"] = champion.test_rmse / floor
+    return {**result, "model_version": float(champion.version)}
 
 
 def run(tune: TuneConfig) -> dict[str, float]:
@@ -366,157 +434,15 @@ def run(tune: TuneConfig) -> dict[str, float]:
     A worker (`crown=False`) only runs trials: it leaves the parent run and the champion to
     the launcher that started it.
     """
-    tune, build, lineage = pin_study(tune)
-    experiment_id = configure_tracking(tune.base.tracking_uri, tune.base.experiment)
-    study, _, parent_id = prepare_study(tune, experiment_id)
-    check_study_snapshot(study, tune, build)
+    opened = open_study(tune)
     if not tune.crown:
-        optimize(study, tune, parent_id, build, lineage)
-        return study_summary(study)
-    with mlflow.start_run(run_id=parent_id):
-        log_parent_lineage(tune, build, lineage)
-        optimize(study, tune, parent_id, build, lineage)
-        return finish_study(study, tune, parent_id)
-
-
-def build_parser(
-    prog: str = "python -m training.tune",
-    description: str = "Tune the fare model with Optuna; track trials and the champion in MLflow.",
-) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        allow_abbrev=False,
-    )
-    group = parser.add_argument_group("study")
-    group.add_argument(
-        "--n-trials", type=int, default=TuneConfig.n_trials, help="trials this process runs"
-    )
-    group.add_argument(
-        "--max-trials",
-        type=int,
-        help="stop once the study has this many completed or pruned trials (all workers)",
-    )
-    group.add_argument("--timeout", type=float, help="stop starting trials after this many s")
-    group.add_argument("--study-name", default=TuneConfig.study_name, help="resumed if it exists")
-    group.add_argument(
-        "--storage", default=TuneConfig.storage, help="journal file path or Optuna RDB URL"
-    )
-    group.add_argument(
-        "--pruner", choices=PRUNERS, default=TuneConfig.pruner, help="stops weak trials early"
-    )
-    group.add_argument(
-        "--max-layers", type=int, default=TuneConfig.max_layers, help="hidden layers at most"
-    )
-    group.add_argument(
-        "--batch-sizes",
-        default=",".join(map(str, TuneConfig.batch_sizes)),
-        help="comma-separated batch sizes to choose from",
-    )
-    group.add_argument(
-        "--lr-range",
-        type=float,
-        nargs=2,
-        default=TuneConfig.lr_range,
-        metavar=("LOW", "HIGH"),
-        help="learning-rate search range (log scale)",
-    )
-    group.add_argument("--model-name", default=TuneConfig.model_name, help="registered model")
-    group = parser.add_argument_group("parallel workers and fault tolerance")
-    group.add_argument(
-        "--sampler-seed", type=int, help="TPE seed (default: --seed); distinct per worker"
-    )
-    group.add_argument(
-        "--heartbeat-interval",
-        type=int,
-        default=TuneConfig.heartbeat_interval,
-        help="s between heartbeats of a running trial (RDB storage only; 0: off)",
-    )
-    group.add_argument(
-        "--grace-period",
-        type=int,
-        help="s without a heartbeat before a trial counts as dead (default: 2x interval)",
-    )
-    group.add_argument(
-        "--max-retry",
-        type=int,
-        default=TuneConfig.max_retry,
-        help="times a dead worker's trial is queued again",
-    )
-    group.add_argument(
-        "--no-crown",
-        action="store_true",
-        help="only run trials: no summary, test evaluation or registration (worker mode)",
-    )
-    group.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_data_arguments(parser)
-    add_run_arguments(parser, max_epochs=5)
-    return parser
-
-
-def tune_config_from_args(args: argparse.Namespace) -> TuneConfig:
-    return TuneConfig(
-        base=config_from_args(args),
-        n_trials=args.n_trials,
-        timeout=args.timeout,
-        study_name=args.study_name,
-        storage=args.storage,
-        pruner=args.pruner,
-        max_layers=args.max_layers,
-        batch_sizes=tuple(int(size) for size in args.batch_sizes.split(",")),
-        lr_range=tuple(args.lr_range),
-        model_name=args.model_name,
-        max_trials=args.max_trials,
-        sampler_seed=args.sampler_seed,
-        heartbeat_interval=args.heartbeat_interval or None,
-        grace_period=args.grace_period,
-        max_retry=args.max_retry,
-        crown=not args.no_crown,
-        progress=not args.no_progress,
-    )
-
-
-def one_device_error(args: argparse.Namespace) -> str | None:
-    """Trials run on one device each; several devices means several workers, not DDP."""
-    if args.devices == 1 and args.strategy in ("auto", "single_device"):
-        return None
-    return (
-        "tuning trains each trial on one device — to use N devices run N workers:"
-        " `python -m training.workers --workers N`"
-    )
-
-
-def storage_error(error: BaseException, storage: str) -> str:
-    return (
-        f"the Optuna storage {masked(storage)} failed ({first_line(error)}) — check that the"
-        " database is up (`python -m scripts.postgres_server status`) and rerun; completed"
-        " trials are kept"
-    )
+        optimize(opened)
+        return study_summary(opened.study)
+    with parent_run(opened):
+        optimize(opened)
+        return finish_study(opened)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    problem = argument_error(args) or one_device_error(args)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    tune = tune_config_from_args(args)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    try:
-        result = run(tune)
-    except (LakeError, NoCompletedTrial) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:
-        failure = storage_failure(error)
-        if failure is None:
-            raise
-        print(f"error: {storage_error(failure, tune.storage)}", file=sys.stderr)
-        return 3
-    print(" ".join(f"{key}={value:.4g}" for key, value in result.items()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """`python -m training.tune [flags]` (the command line lives in training.cli)."""
+    return main_tune(argv)

@@ -19,13 +19,18 @@ retry the trials of a machine that disappears.
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+if __name__ == "__main__":  # parse the command line before the heavy imports below
+    from training.cli import main_workers
+
+    sys.exit(main_workers())
+
 import contextlib
 import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,55 +38,31 @@ from dataclasses import dataclass, field
 import mlflow
 import optuna
 
-from training.checks import argument_error
-from training.lake import LakeError
+from training.cli import CommandError, main_workers
 from training.study import (
     StaleTrialReaper,
     end_orphan_runs,
     fail_trials_of,
     finished_count,
     retry_storage,
-    storage_failure,
     worker_label,
 )
-from training.tracking import configure_tracking
-from training.tune import (
-    NoCompletedTrial,
-    TuneConfig,
-    build_parser,
-    check_study_snapshot,
-    finish_study,
-    log_parent_lineage,
-    one_device_error,
-    pin_study,
-    prepare_study,
-    storage_error,
-    tune_config_from_args,
-)
+from training.tune import Progress, TuneConfig, finish_study, open_study, parent_run
 
 logger = logging.getLogger("training.workers")
 POLL_S = 0.5
+PROGRESS_S = 2.0  # how often the launcher reads the study for its progress line
 INTERRUPT_WAIT_S = 5.0
 STOP_GRACE_S = 30.0
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("launcher")
-    group.add_argument("--workers", type=int, default=2, help="worker processes to run")
-    group.add_argument(
-        "--max-restarts",
-        type=int,
-        default=3,
-        help="restarts of workers that died, in all, before giving up",
-    )
-    group.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+@dataclass(frozen=True)
+class LaunchConfig:
+    """How many workers run the study's trials, and how they are started."""
 
-
-def split_argv(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    """The launcher's own flags, and the rest (passed on to every worker)."""
-    own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    add_worker_arguments(own)
-    return own.parse_known_args(argv)
+    workers: int = 2
+    threads: int = 1  # torch threads per worker
+    max_restarts: int = 3  # restarts of workers that died, in all
 
 
 @dataclass
@@ -99,13 +80,12 @@ class Launcher:
     """Starts, watches and restarts the workers of one study."""
 
     tune: TuneConfig
+    launch: LaunchConfig
     worker_argv: list[str]
-    workers: int
-    threads: int
-    max_restarts: int
     target: int
     study: optuna.Study
     storage: optuna.storages.BaseStorage
+    progress: Progress
     running: list[Worker] = field(default_factory=list)
     labels: set[str] = field(default_factory=set)  # every worker ever started
     restarts: int = 0
@@ -119,7 +99,7 @@ class Launcher:
 
     def env_for(self, index: int) -> dict[str, str]:
         env = dict(os.environ)
-        threads = str(self.threads)
+        threads = str(self.launch.threads)
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         gpus = visible_gpus()
         if gpus:
@@ -147,7 +127,7 @@ class Launcher:
         return worker
 
     def start_all(self) -> None:
-        self.running = [self.start(index) for index in range(self.workers)]
+        self.running = [self.start(index) for index in range(self.launch.workers)]
 
     def reap(self, labels: set[str], reason: str) -> list[int]:
         """Fail and queue again the running trials of dead workers (waiting for the storage:
@@ -160,10 +140,18 @@ class Launcher:
     def finished(self) -> int:
         return retry_storage(lambda: finished_count(self.study))
 
+    def show_progress(self) -> None:
+        done = self.finished()
+        self.progress.update(done, self.study, "trials done")
+
     def watch(self) -> None:
         """Until every worker has stopped: reap and restart the ones that die."""
+        shown = time.monotonic()
         while self.running:
             time.sleep(POLL_S)
+            if time.monotonic() - shown > PROGRESS_S:
+                self.show_progress()
+                shown = time.monotonic()
             for worker in list(self.running):
                 code = worker.process.poll()
                 if code is None:
@@ -177,8 +165,8 @@ class Launcher:
                 logger.warning("%s; trials failed and queued again: %s", reason, trials or "none")
                 if self.finished() >= self.target:
                     continue
-                if self.restarts >= self.max_restarts:
-                    logger.error("no restarts left (--max-restarts %d)", self.max_restarts)
+                if self.restarts >= self.launch.max_restarts:
+                    logger.error("no restarts left (--max-restarts %d)", self.launch.max_restarts)
                     continue
                 self.restarts += 1
                 self.running.append(self.start(worker.index))
@@ -223,38 +211,36 @@ def describe_exit(code: int) -> str:
     return f"code {code}"
 
 
-def run(args: argparse.Namespace, tune: TuneConfig, worker_argv: list[str]) -> dict[str, float]:
+def run(tune: TuneConfig, launch: LaunchConfig, worker_argv: list[str]) -> dict[str, float]:
     """Prepare the study once, run the workers to the target, crown the best trial."""
-    tune, build, lineage = pin_study(tune)
-    experiment_id = configure_tracking(tune.base.tracking_uri, tune.base.experiment)
-    study, storage, parent_id = prepare_study(tune, experiment_id)
-    check_study_snapshot(study, tune, build)
+    opened = open_study(tune)
+    study, tune = opened.study, opened.tune
     done = finished_count(study)
     target = tune.max_trials if tune.max_trials is not None else done + (tune.n_trials or 0)
     launcher = Launcher(
         tune=tune,
-        worker_argv=pinned_argv(worker_argv, build.snapshot_id),
-        workers=args.workers,
-        threads=args.threads,
-        max_restarts=args.max_restarts,
+        launch=launch,
+        worker_argv=pinned_argv(worker_argv, opened.build.snapshot_id),
         target=target,
         study=study,
-        storage=storage,
+        storage=opened.storage,
+        progress=Progress(tune.progress, target, done),
     )
-    with mlflow.start_run(run_id=parent_id):
-        log_parent_lineage(tune, build, lineage)
-        mlflow.set_tag("optuna.workers", str(args.workers))
+    with parent_run(opened):
+        mlflow.set_tag("optuna.workers", str(launch.workers))
         print(f"study {tune.study_name}: {done} trials done, running to {target}", flush=True)
         if done < target:
             launcher.start_all()
             try:
                 launcher.watch()
             except KeyboardInterrupt:
-                launcher.stop_all(parent_id)
+                launcher.stop_all(opened.parent_id)
                 raise
+            finally:
+                launcher.progress.close()
         launcher.reap(launcher.labels, "worker gone when the launcher finished")
         done = launcher.finished()
-        result = finish_study(study, tune, parent_id)
+        result = finish_study(opened)
     result.update(worker_failures=launcher.failures, worker_restarts=launcher.restarts)
     if done < target:
         raise WorkersFailed(
@@ -278,43 +264,10 @@ def pinned_argv(argv: Sequence[str], snapshot_id: int) -> list[str]:
     return [*kept, "--snapshot", str(snapshot_id)]
 
 
-class WorkersFailed(RuntimeError):
+class WorkersFailed(CommandError):
     """The workers stopped before the study reached its target."""
 
 
-def build_workers_parser() -> argparse.ArgumentParser:
-    parser = build_parser(
-        prog="python -m training.workers",
-        description="Run K tuning workers (processes) on one Optuna study and crown the best.",
-    )
-    add_worker_arguments(parser)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_workers_parser().parse_args(argv)
-    problem = argument_error(args) or one_device_error(args)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    _, worker_argv = split_argv(argv)
-    tune = tune_config_from_args(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        result = run(args, tune, worker_argv)
-    except (LakeError, NoCompletedTrial, WorkersFailed) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:
-        failure = storage_failure(error)
-        if failure is None:
-            raise
-        print(f"error: {storage_error(failure, tune.storage)}", file=sys.stderr)
-        return 3
-    print(" ".join(f"{key}={value:.4g}" for key, value in result.items()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    """`python -m training.workers [flags]` (the command line lives in training.cli)."""
+    return main_workers(argv)

@@ -26,6 +26,7 @@ def train_argv(lake: Path, tmp_path: Path, *extra: str) -> list[str]:
         "--accelerator", "cpu",
         "--hidden-sizes", "32,16",
         "--no-progress",
+        "-v",  # Lightning's lines about DDP and restored checkpoints
         *extra,
     ]  # fmt: skip
 

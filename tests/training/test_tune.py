@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+from tests.training.conftest import SMALL_LAYOUT, write_lake
 from training import tune
 
 pytestmark = pytest.mark.slow
@@ -33,11 +36,30 @@ def runs_of(experiment: str = "dc-taxi") -> list[mlflow.entities.Run]:
     return mlflow.search_runs(experiment_names=[experiment], output_format="list")
 
 
-def test_tune_tracks_trials_crowns_a_champion_and_resumes(fare_lake, tmp_path):
-    assert tune.main(tune_argv(fare_lake, tmp_path, "--n-trials", "3")) == 0
+def raw_stats(tmp_path, clean_rows: int) -> str:
+    """A sample generator's record: the noise floor of data with `clean_rows` rows."""
+    path = tmp_path / "_generator.json"
+    path.write_text(json.dumps({"noise_floor_rmse": 0.5, "clean_rows": clean_rows}))
+    return str(path)
+
+
+def test_tune_tracks_trials_crowns_a_champion_and_resumes(fare_lake, tmp_path, capsys):
+    rows = sum(sum(map(sum, files)) for files in SMALL_LAYOUT.values())
+    stats = raw_stats(tmp_path, clean_rows=rows)
+    assert tune.main(tune_argv(fare_lake, tmp_path, "--n-trials", "3", "--raw-stats", stats)) == 0
+    output = capsys.readouterr()
+    assert "trial 2 complete val_rmse" in output.out  # plain progress lines: not a terminal
+    assert "test_vs_noise_floor=" in output.out and "model_version=1" in output.out
+    assert output.err == ""  # no warning, deprecation or library info line
 
     study = load_study(tmp_path)
     assert len(study.trials) == 3
+    # The first trial of a new study is training.train's default model (batch size moved
+    # into the search space).
+    assert study.trials[0].params == {
+        "n_layers": 2, "n_units_l0": 128, "n_units_l1": 64, "batch_norm": True,
+        "dropout": 0.0, "optimizer": "adamw", "lr": 3e-3, "batch_size": 1024,
+    }  # fmt: skip
     runs = runs_of()
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
@@ -57,19 +79,39 @@ def test_tune_tracks_trials_crowns_a_champion_and_resumes(fare_lake, tmp_path):
     best_run = client.get_run(study.best_trial.user_attrs["mlflow_run_id"])
     assert champion.run_id == best_run.info.run_id
     assert "test_rmse" in best_run.data.metrics
-    assert client.get_run(parent.info.run_id).data.metrics["test_rmse"] == pytest.approx(
-        best_run.data.metrics["test_rmse"]
-    )
+    parent = client.get_run(parent.info.run_id)
+    assert parent.data.metrics["test_rmse"] == pytest.approx(best_run.data.metrics["test_rmse"])
+    assert parent.data.metrics["best_val_rmse"] == pytest.approx(study.best_value)
+    assert parent.data.metrics["noise_floor_rmse"] == 0.5
+    assert parent.data.tags["model.name"] == "dc-taxi-fare"
+    assert parent.data.tags["model.version"] == str(champion.version)
+    assert parent.data.tags["lake.snapshot_id"] == str(study.user_attrs["lake_snapshot_id"])
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")}
     assert "optuna/optimization_history.html" in plots
     assert "optuna/parallel_coordinate.html" in plots
 
-    # Resume: the same study and parent run get two more trials.
-    assert tune.main(tune_argv(fare_lake, tmp_path, "--n-trials", "2")) == 0
+    # Resume: the same study and parent run get two more trials. A raw-stats record of other
+    # data gives no noise floor.
+    stats = raw_stats(tmp_path, clean_rows=rows + 1)
+    assert tune.main(tune_argv(fare_lake, tmp_path, "--n-trials", "2", "--raw-stats", stats)) == 0
     assert len(load_study(tmp_path).trials) == 5
     runs = runs_of()
     assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1
     assert len([r for r in runs if "mlflow.parentRunId" in r.data.tags]) == 5
+
+
+def test_a_study_resumed_on_another_build_is_one_line_naming_study_name(tmp_path, capsys):
+    lake = write_lake(tmp_path / "lake", SMALL_LAYOUT)
+    argv = tune_argv(lake, tmp_path, "--n-trials", "1", "--max-epochs", "1")
+    assert tune.main(argv) == 0
+    write_lake(tmp_path / "lake", SMALL_LAYOUT, seed=1, build="build-2")
+    capsys.readouterr()
+
+    assert tune.main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: study test-study was tuned on lake snapshot")
+    assert "--study-name <new>" in line
+    assert len(load_study(tmp_path).trials) == 1
 
 
 def test_a_diverging_trial_fails_and_the_study_goes_on(fare_lake, tmp_path):
