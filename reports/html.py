@@ -26,6 +26,7 @@ h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 20px; margin: 0 0 10px; border-bottom: 2px solid #d9dde4; padding-bottom: 4px; }
 h3 { font-size: 16px; margin: 18px 0 6px; }
 .meta { color: #5b6475; font-size: 13px; }
+a { color: #1f5fbf; }
 nav { margin: 12px 0 18px; font-size: 14px; }
 nav a { margin-right: 14px; color: #1f5fbf; text-decoration: none; }
 section { background: #fff; border: 1px solid #e1e4ea; border-radius: 6px; padding: 16px 20px;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from reports import html, split_analysis
 from reports.dbt_artifacts import PRINCIPLES, DbtTest
 from reports.marts import LABEL
@@ -59,16 +61,18 @@ def attention_item(anchor: str, kind: str, label: str, text: str) -> str:
     return f'<li id="attention-{html.esc(anchor)}">{html.badge(label, kind)} {text}</li>'
 
 
-def dbt_test_item(test: DbtTest, analysis: split_analysis.SplitAnalysis) -> str:
+def dbt_test_item(test: DbtTest, analysis: split_analysis.SplitAnalysis | None) -> str:
+    """One failed or warned dbt test; `analysis`: this build's z-tests, when they are its."""
     where = ".".join(part for part in (test.model, test.column) if part)
     text = f"dbt test <code>{html.esc(test.name)}</code>"
     if where:
         text += f" on <code>{html.esc(where)}</code>"
     if test.failures:
         text += f": {test.failures:,} failing rows"
-    if test.message:
+    # dbt's "Got 2 results, configured to warn if != 0" only repeats the failing rows.
+    if test.message and not re.match(r"Got \d+ results?, configured to", test.message):
         text += f" — {html.esc(test.message)}"
-    if test.kind == "splits_are_representative" and analysis.flagged:
+    if test.kind == "splits_are_representative" and analysis is not None and analysis.flagged:
         text += f". {flagged_pairs_text(analysis)}"
     return attention_item(f"dbt-{test.name}", test.status_kind, test.status, text)
 
@@ -146,8 +150,10 @@ def attention_section(report: QualityReport) -> html.Section:
             )
         )
     tests = [t for t in run.tests if t.status_kind != "ok"] if run else []
-    items += [(t.status_kind, dbt_test_item(t, report.splits)) for t in tests]
-    z_test_warned = any(t.kind == "splits_are_representative" for t in tests)
+    # The z-tests on this page are of its build; dbt's are of this build only when its results are.
+    own = None if report.tests_of_another_build else report.splits
+    items += [(t.status_kind, dbt_test_item(t, own)) for t in tests]
+    z_test_warned = own is not None and any(t.kind == "splits_are_representative" for t in tests)
     if report.splits.flagged and not z_test_warned:
         items.append(
             (

@@ -72,6 +72,13 @@ def completed(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
+def intermediate_values(study: optuna.Study) -> list:
+    """Per-epoch validation RMSE of every trial; an error when no trial reported any."""
+    if not any(trial.intermediate_values for trial in study.trials):
+        raise ValueError("no trial reported a value per epoch.")
+    return [optuna.visualization.plot_intermediate_values(study)]
+
+
 def slice_rows(study: optuna.Study) -> list:
     """Slice plots of SLICE_COLUMNS parameters each, so every parameter fits the page."""
     names = sorted({name for trial in completed(study) for name in trial.params})
@@ -99,7 +106,7 @@ PLOTS = (
         "Intermediate values",
         "Validation RMSE after each epoch, one line per trial: the pruner stops a trial whose "
         "curve is worse than the median of earlier trials at the same epoch.",
-        lambda study: [optuna.visualization.plot_intermediate_values(study)],
+        intermediate_values,
     ),
     Plot(
         "importances",

@@ -143,3 +143,15 @@ def test_recommended_fraction_is_the_largest_knee_over_all_rows(small_features):
     data = analysis.to_dict()
     assert data["recommended_fraction"] == analysis.recommended_fraction
     assert data["caveats"] and data["knee_column"] == column.column
+
+
+def test_margin_of_error_is_the_95_percent_half_width(small_features):
+    assert sa.margin_of_error(2.0, 400) == pytest.approx(1.96 * 2.0 / 20.0, rel=1e-12)
+    assert sa.margin_of_error(2.0, 0) == math.inf
+    analysis = analyse(small_features)
+    label = analysis.columns[0]
+    assert set(analysis.label_margins) == {"validation", "test"}
+    for split, margin in analysis.label_margins.items():
+        rows = SPLIT_SIZES[split]
+        assert margin == pytest.approx(1.96 * label.std / math.sqrt(rows), rel=1e-12)
+    assert analysis.to_dict()["label_margins"] == analysis.label_margins

@@ -188,6 +188,7 @@ def toy_tracked_study(folder: Path, n_trials: int) -> tuple[str, str, dict[int, 
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         x = trial.suggest_float("x", -3, 3)
         lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.report(2 + (x - 1) ** 2 + lr, 0)  # one "epoch"
         return 2 + (x - 1) ** 2 + lr
 
     tuning.quiet_optuna()
@@ -282,9 +283,13 @@ def test_reports_cli_writes_every_page(built_lake, dbt_target, tuned_study, tmp_
         "--dbt-target", str(dbt_target),
         "--storage", tuned_study,
         "--study-name", STUDY_NAME,
+        "--tracking-uri", tracking_of(tuned_study),
         "--out-dir", str(tmp_path),
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    # The study's model has not scored the lake (no `training.predict`): the model page is
+    # skipped with one line saying what to run, and the exit status says a page is missing.
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "python -m training.predict" in result.stderr
     pages = [Path(line) for line in result.stdout.split()]
     assert pages == [tmp_path / "data_quality.html", tmp_path / "tuning.html"]
     assert all(page.stat().st_size > 0 for page in pages)
