@@ -170,24 +170,31 @@ class FareRegressor(L.LightningModule):
 def export_predictor(model: FareRegressor) -> nn.Sequential:
     """A plain-torch model from raw features [n, 8] to fares [n], for serving.
 
-    The train-split normalisation is folded into the first Linear layer and the masked batch
-    norms become ordinary BatchNorm1d layers, so loading it needs torch and nothing of ours.
+    The train-split normalisation is folded into the first Linear layer and each (evaluation
+    mode) batch norm into the Linear before it, so the network is Linear -> ReLU ... -> Linear:
+    loading it needs torch and nothing of ours, and it runs at the speed of its matrix products.
     """
-    mean, std = model.feature_mean.cpu(), model.feature_std.cpu()
+    mean, std = model.feature_mean.cpu().double(), model.feature_std.cpu().double()
     layers: list[nn.Module] = []
     for i, linear in enumerate(model.linears):
+        weight, bias = linear.weight.detach().cpu().double(), linear.bias.detach().cpu().double()
+        if i == 0:  # x_normalised = (x - mean) / std
+            weight = weight / std
+            bias = bias - weight @ mean
+        if model.norms:  # y = (z - running_mean) / sqrt(running_var + eps) * gamma + beta
+            norm = model.norms[i]
+            scale = norm.weight.detach().cpu().double() * torch.rsqrt(
+                norm.running_var.cpu().double() + norm.eps
+            )
+            weight = weight * scale.unsqueeze(1)
+            bias = (
+                bias - norm.running_mean.cpu().double()
+            ) * scale + norm.bias.detach().cpu().double()
         plain = nn.Linear(linear.in_features, linear.out_features)
-        plain.load_state_dict(linear.state_dict())
-        if i == 0:
-            with torch.no_grad():
-                plain.weight.copy_(linear.weight.cpu() / std)
-                plain.bias.copy_(linear.bias.cpu() - plain.weight @ mean)
-        layers.append(plain)
-        if model.norms:
-            norm = nn.BatchNorm1d(linear.out_features)
-            norm.load_state_dict(model.norms[i].state_dict())
-            layers.append(norm)
-        layers.append(nn.ReLU())
+        with torch.no_grad():
+            plain.weight.copy_(weight.float())
+            plain.bias.copy_(bias.float())
+        layers += [plain, nn.ReLU()]
     head = nn.Linear(model.head.in_features, 1)
     head.load_state_dict(model.head.state_dict())
     layers += [head, nn.Flatten(0)]

@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_MODEL = "models:/dc-taxi-fare@champion"
-DEFAULT_DATA = "data/lake/trip_features"
+from training.defaults import DEFAULT_DATA, default_tracking_uri
+from training.defaults import DEFAULT_MODEL_URI as DEFAULT_MODEL
+
 PASSTHROUGH = ("trip_key", "split")  # copied from --input when present
 
 
@@ -70,7 +71,8 @@ def resolve_model(uri: str) -> ResolvedModel:
                 name, version = reference.rsplit("/", 1)
         elif uri.startswith("runs:/"):
             version = uri.removeprefix("runs:/").split("/", 1)[0]
-        loaded = mlflow.pyfunc.load_model(uri)
+        # suppress_warnings: skips comparing the model's requirements with every installed package.
+        loaded = mlflow.pyfunc.load_model(uri, suppress_warnings=True)
     except MlflowException as error:
         raise ValueError(
             f"cannot load {uri} from {mlflow.get_tracking_uri()}: "
@@ -151,7 +153,12 @@ class BackgroundWriter:
             try:
                 if path not in writers:
                     writers[path] = pq.ParquetWriter(
-                        path, table.schema, compression="zstd", store_schema=False
+                        path,
+                        table.schema,
+                        compression="zstd",
+                        store_schema=False,
+                        # trip_key is unique: a dictionary for it is built and thrown away.
+                        use_dictionary=[n for n in table.schema.names if n != "trip_key"],
                     )
                 writers[path].write_table(table, row_group_size=1 << 20)
             except BaseException as error:
@@ -354,7 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=PredictConfig.batch_rows,
         help=f"rows scored at once (default {PredictConfig.batch_rows})",
     )
-    run.add_argument("--threads", type=int, help="torch threads (default: every core)")
+    run.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for the network (default: all cores but one, which reads and writes)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -393,9 +404,9 @@ def run(config: PredictConfig) -> dict[str, str]:
     import torch
     from tqdm import tqdm
 
-    from training.tracking import default_tracking_uri
-
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    # The network runs on one core by default: small slices do not gain from more threads,
+    # and the reader and writer threads decode and compress on the others.
+    torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) - 1))
     import mlflow
 
     mlflow.set_tracking_uri(config.tracking_uri or default_tracking_uri())

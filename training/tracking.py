@@ -15,16 +15,10 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
+from training.defaults import default_tracking_uri
 from training.lake import FEATURES
 from training.model import FareRegressor, export_predictor
 from training.study import masked
-
-DEFAULT_DB = Path("data") / "mlflow.db"
-
-
-def default_tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI if set, else a SQLite file under ./data (MLflow 3 refuses ./mlruns)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_DB.resolve()}"
 
 
 def configure_tracking(tracking_uri: str | None, experiment: str) -> str:
