@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.builds import PinnedBuild, pin_build
+from lakehouse.catalog import MARTS
 from scripts.upload_raw import upload_folder
 from tests.conftest import REPO_ROOT, DbtProject, generate_raw
 from tests.pipeline.outputs import current_build, read_mart, read_table
@@ -27,7 +28,8 @@ from tests.s3.conftest import ADMIN, BUCKET, READER, Identity
 
 pytestmark = pytest.mark.slow
 
-MARTS = ("trip_features", "trips_rejected", "feature_stats", "data_quality_summary")
+# model_performance is empty until `training.predict` has scored the lake.
+FILLED_MARTS = tuple(mart for mart in MARTS if mart != "model_performance")
 SPLITS = ("train", "validation", "test")
 
 
@@ -115,7 +117,7 @@ def test_every_mart_is_an_iceberg_table_on_s3(local_s3, s3_build):
         assert build.lake_root == project.lake_uri
         assert build.catalog == f"sqlite:///{project.root / 'catalog.db'}"
         assert set(build.snapshots) == set(MARTS)
-        for mart in MARTS:
+        for mart in FILLED_MARTS:
             files = build.data_files(mart)
             assert files, mart
             folder = f"{project.lake_uri}/{mart}/data/{build.invocation_id}/"
@@ -138,7 +140,7 @@ def test_every_mart_is_an_iceberg_table_on_s3(local_s3, s3_build):
     assert top == set(MARTS)
 
 
-@pytest.mark.parametrize("mart", MARTS)
+@pytest.mark.parametrize("mart", FILLED_MARTS)
 def test_s3_marts_equal_the_local_build(s3_build, mart):
     project, _, reference, _ = s3_build
     with reading(project):
