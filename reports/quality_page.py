@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from reports import html, split_analysis
 from reports.dbt_artifacts import PRINCIPLES, DbtTest
@@ -57,11 +58,21 @@ def flagged_pairs_text(analysis: split_analysis.SplitAnalysis) -> str:
     )
 
 
-def attention_item(anchor: str, kind: str, label: str, text: str) -> str:
-    return f'<li id="attention-{html.esc(anchor)}">{html.badge(label, kind)} {text}</li>'
+@dataclass(frozen=True)
+class Attention:
+    """One line of the page's "Warnings and failures": a badge and what to look at."""
+
+    anchor: str
+    kind: str  # fail or warn
+    label: str
+    text: str  # HTML
+
+    def markup(self) -> str:
+        badge = html.badge(self.label, self.kind)
+        return f'<li id="attention-{html.esc(self.anchor)}">{badge} {self.text}</li>'
 
 
-def dbt_test_item(test: DbtTest, analysis: split_analysis.SplitAnalysis | None) -> str:
+def dbt_test_attention(test: DbtTest, analysis: split_analysis.SplitAnalysis | None) -> Attention:
     """One failed or warned dbt test; `analysis`: this build's z-tests, when they are its."""
     where = ".".join(part for part in (test.model, test.column) if part)
     text = f"dbt test <code>{html.esc(test.name)}</code>"
@@ -74,97 +85,83 @@ def dbt_test_item(test: DbtTest, analysis: split_analysis.SplitAnalysis | None) 
         text += f" — {html.esc(test.message)}"
     if test.kind == "splits_are_representative" and analysis is not None and analysis.flagged:
         text += f". {flagged_pairs_text(analysis)}"
-    return attention_item(f"dbt-{test.name}", test.status_kind, test.status, text)
+    return Attention(f"dbt-{test.name}", test.status_kind, test.status, text)
 
 
-def attention_section(report: QualityReport) -> html.Section:
-    """Every failure, then every warning, of the whole page in one short list at its top."""
-    items: list[tuple[str, str]] = []  # (kind, markup)
+def attentions(report: QualityReport) -> list[Attention]:
+    """Everything on the page that failed, then everything that warned."""
+    found = []
     mismatched = [check for check in report.checks if not check.ok]
     if mismatched:
-        items.append(
-            (
+        found.append(
+            Attention(
+                "reconciliation",
                 "fail",
-                attention_item(
-                    "reconciliation",
-                    "fail",
-                    "NOT reconciled",
-                    f"{len(mismatched)} reconciliation checks differ: raw lines were lost or "
-                    'counted twice between dbt and the Parquet files; see <a href="#'
-                    'reconciliation">Reconciliation</a>.',
-                ),
+                "NOT reconciled",
+                f"{len(mismatched)} reconciliation checks differ: raw lines were lost or counted "
+                'twice between dbt and the Parquet files; see <a href="#reconciliation">'
+                "Reconciliation</a>.",
             )
         )
     differs = [c.column for c in report.splits.columns if not feature_stats_match(report, c)]
     if differs:
         names = ", ".join(f"<code>{html.esc(name)}</code>" for name in differs)
-        items.append(
-            (
+        found.append(
+            Attention(
+                "feature-stats",
                 "fail",
-                attention_item(
-                    "feature-stats",
-                    "fail",
-                    "differs",
-                    f"<code>feature_stats</code> is not the train split's mean and std for "
-                    f'{names}; see <a href="#distributions">the means per split</a>.',
-                ),
+                "differs",
+                f"<code>feature_stats</code> is not the train split's mean and std for {names}; "
+                'see <a href="#distributions">the means per split</a>.',
             )
         )
     run = report.dbt_run
     if run is None:
-        items.append(
-            (
+        found.append(
+            Attention(
+                "no-dbt-results",
                 "warn",
-                attention_item(
-                    "no-dbt-results",
-                    "warn",
-                    "no dbt tests",
-                    f"No run_results.json under <code>{html.esc(report.dbt_target)}</code> — "
-                    "run <code>dbt build</code>, then this report again.",
-                ),
+                "no dbt tests",
+                f"No run_results.json under <code>{html.esc(report.dbt_target)}</code> — run "
+                "<code>dbt build</code>, then this report again.",
             )
         )
     elif not run.tests:
-        items.append(
-            (
+        found.append(
+            Attention(
+                "no-dbt-tests",
                 "warn",
-                attention_item(
-                    "no-dbt-tests",
-                    "warn",
-                    "no dbt tests",
-                    f"The last dbt command (<code>{html.esc(run.command)}</code>) ran no tests.",
-                ),
+                "no dbt tests",
+                f"The last dbt command (<code>{html.esc(run.command)}</code>) ran no tests.",
             )
         )
     if report.tests_of_another_build:
-        items.append(
-            (
+        found.append(
+            Attention(
+                "other-build",
                 "warn",
-                attention_item(
-                    "other-build",
-                    "warn",
-                    "of another build",
-                    "The dbt test results below are of dbt invocation "
-                    f"<code>{html.esc(run.invocation_id)}</code>, not of this build.",
-                ),
+                "of another build",
+                "The dbt test results below are of dbt invocation "
+                f"<code>{html.esc(run.invocation_id)}</code>, not of this build.",
             )
         )
     tests = [t for t in run.tests if t.status_kind != "ok"] if run else []
     # The z-tests on this page are of its build; dbt's are of this build only when its results are.
     own = None if report.tests_of_another_build else report.splits
-    items += [(t.status_kind, dbt_test_item(t, own)) for t in tests]
+    found += [dbt_test_attention(t, own) for t in tests]
     z_test_warned = own is not None and any(t.kind == "splits_are_representative" for t in tests)
     if report.splits.flagged and not z_test_warned:
-        items.append(
-            (
-                "warn",
-                attention_item("z-tests", "warn", "p < 0.05", flagged_pairs_text(report.splits)),
-            )
-        )
-    items.sort(key=lambda item: item[0] != "fail")  # failures first, stable otherwise
-    if items:
-        body = f'<ul class="attention">{"".join(markup for _, markup in items)}</ul>'
+        found.append(Attention("z-tests", "warn", "p < 0.05", flagged_pairs_text(report.splits)))
+    return sorted(found, key=lambda item: item.kind != "fail")  # stable: failures first
+
+
+def attention_section(report: QualityReport) -> html.Section:
+    """Every failure, then every warning, of the whole page in one short list at its top."""
+    found = attentions(report)
+    if found:
+        body = f'<ul class="attention">{"".join(item.markup() for item in found)}</ul>'
     else:
+        run = report.dbt_run
         tested = f"all {len(run.tests)} dbt tests passed, " if run else ""
         body = (
             f'<p id="attention-none">{html.badge("all clear", "ok")} Nothing needs attention: '

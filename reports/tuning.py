@@ -39,9 +39,10 @@ DEFAULT_STORAGE = "data/optuna.journal"
 DEFAULT_STUDY = "dc-taxi"
 DEFAULT_TRACKING_DB = Path("data") / "mlflow.db"
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attr (training.tune.PARENT_ATTR)
-# What training.tune records on the parent run when it crowns the best trial.
-TEST_RMSE, BEST_VAL_RMSE, NOISE_FLOOR = "test_rmse", "best_val_rmse", "noise_floor_rmse"
-MODEL_NAME, MODEL_VERSION = "model.name", "model.version"
+# What training.champion records on the parent run when it crowns the best trial (a test of
+# the tuning page reads them back from a real tune).
+TEST_RMSE, NOISE_FLOOR = "test_rmse", "noise_floor_rmse"
+MODEL_NAME, MODEL_VERSION, BEST_TRIAL = "model.name", "model.version", "best_trial"
 NOT_RECORDED = "not recorded"
 STATE_KIND = {"COMPLETE": "ok", "PRUNED": "warn", "RUNNING": "warn", "WAITING": "warn"}
 PLOT_HEIGHT = 460
@@ -369,7 +370,7 @@ def result_section(study: optuna.Study, parent: ParentRun) -> html.Section:
             f'<p class="caveat" id="result-problem">From the MLflow parent run: '
             f"{html.esc(parent.problem)}.</p>"
         )
-    crowned = parent.tags.get("best_trial")
+    crowned = parent.tags.get(BEST_TRIAL)
     if best is not None and crowned is not None and crowned != str(best.number):
         notes += (
             f'<p class="caveat" id="result-stale">The test RMSE and the registered model are of '
