@@ -367,7 +367,7 @@ def result_section(study: optuna.Study, parent: ParentRun) -> html.Section:
     notes = ""
     if parent.problem:
         notes += (
-            f'<p class="caveat" id="result-problem">From the MLflow parent run: '
+            f'<p class="caveat" id="result-problem">Nothing read from MLflow: '
             f"{html.esc(parent.problem)}.</p>"
         )
     crowned = parent.tags.get(BEST_TRIAL)
