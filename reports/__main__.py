@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         status = 2
     try:
-        print(tuning.write_report(args.storage, args.study_name, args.out_dir / "tuning.html"))
+        print(tuning.write_report_from_args(args, args.out_dir / "tuning.html"))
     except tuning.StudyNotFound as error:
         print(f"error: {error}", file=sys.stderr)
         status = 2

@@ -329,7 +329,7 @@ def write_report(
 
     `tracking_uri` None: where training.tune registers by default.
     """
-    from reports.tuning import default_tracking_uri
+    from training.defaults import default_tracking_uri
 
     model = resolve_model(model_uri, tracking_uri or default_tracking_uri())
     build = pin_build(data, snapshot_id, as_of)

@@ -31,13 +31,12 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from reports import html
+from training.defaults import default_tracking_uri
 from training.study import RUN_ATTR, first_line, masked
 
-# The defaults of `python -m training.tune` (training.tune.TuneConfig and
-# training.tracking.default_tracking_uri; a test keeps them equal).
+# The defaults of `python -m training.tune` (training.tune.TuneConfig; a test keeps them equal).
 DEFAULT_STORAGE = "data/optuna.journal"
 DEFAULT_STUDY = "dc-taxi"
-DEFAULT_TRACKING_DB = Path("data") / "mlflow.db"
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attr (training.tune.PARENT_ATTR)
 # What training.champion records on the parent run when it crowns the best trial (a test of
 # the tuning page reads them back from a real tune).
@@ -183,11 +182,6 @@ class ParentRun:
             return text
         href = f"{self.ui_url}/#/models/{quote(name)}/versions/{quote(version)}"
         return html.Raw(f'<a class="mlflow-model" href="{html.esc(href)}">{html.esc(text)}</a>')
-
-
-def default_tracking_uri() -> str:
-    """Where training.tune tracks by default: $MLFLOW_TRACKING_URI, else data/mlflow.db."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_TRACKING_DB.resolve()}"
 
 
 def missing_store(tracking_uri: str) -> str | None:

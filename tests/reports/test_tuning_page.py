@@ -252,17 +252,12 @@ def test_missing_storage_or_study_names_the_fix(tuned_study, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_defaults_are_those_of_training_tune(monkeypatch):
-    from training.tracking import default_tracking_uri
+def test_defaults_are_those_of_training_tune():
     from training.tune import PARENT_ATTR, TuneConfig
 
     assert TuneConfig.storage == tuning.DEFAULT_STORAGE
     assert TuneConfig.study_name == tuning.DEFAULT_STUDY
     assert PARENT_ATTR == tuning.PARENT_ATTR
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert default_tracking_uri() == tuning.default_tracking_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert default_tracking_uri() == tuning.default_tracking_uri() == "http://127.0.0.1:5000"
 
 
 def test_a_missing_tracking_store_is_not_created(tuned_study, tmp_path):

@@ -45,7 +45,7 @@ def test_a_password_in_the_urls_is_in_no_store_log_or_report(
         "--tracking-uri", tracking, "--n-trials", "2", "--no-progress",
     )  # fmt: skip
     assert tune.main(argv) == 0
-    page = tuning_report.write_report(storage, "secret", tmp_path / "tuning.html")
+    page = tuning_report.write_report(storage, "secret", tmp_path / "tuning.html", tracking)
 
     captured = capfd.readouterr()
     places = {
