@@ -1,25 +1,28 @@
-"""Batch-scoring throughput: `python -m training.predict` against the bare exported network.
+"""Batch-scoring throughput: `python -m training.predict` against the model's own network call.
 
     python benchmarks/bench_predict.py                       # 1 M and 10 M rows
-    python benchmarks/bench_predict.py --rows 1000000 --out /tmp/h10b
+    python benchmarks/bench_predict.py --rows 1000000 --out /tmp/h10c
 
-Synthetic trip_features lakes (tests/training/conftest.py's `write_lake`: one row group of
-~1 M rows per file, published like a dbt build) and a registry holding a default-sized
-FareRegressor (hidden 128, 64, batch norm; random weights) are made under --out once and
-reused. Every case runs in its own subprocess, so its wall time, CPU seconds (user + system)
-and peak RSS (`wait4`) are its own. Cases, side by side in one run:
+Synthetic trip_features lakes (tests/training/conftest.py's `write_lake`: train in 8 files,
+validation and test in one each, row groups of 122,880 rows as DuckDB writes them, so that the
+row groups are the same size whatever the lake's; published like a dbt build) and a registry
+holding a default-sized FareRegressor (hidden 128, 64, batch norm; random weights), logged by
+the current `training.tracking.log_fare_model`, are made under --out once and reused. The
+registry's folder is named after a hash of the code that logs the model (`registry-<hash>`), so
+a registry logged by older model code is never reused. Every case runs in its own subprocess,
+so its wall time, CPU seconds (user + system) and peak RSS (`wait4`) are its own. Cases, side
+by side in one run:
 
   predict   the real command on the lake: `python -m training.predict --data <lake>`
-            (read, score, write zstd Parquet, publish dc_taxi.fare_predictions), whole process
-  limit     the model's `predict_matrix` (the torch.export program as logged) on in-memory
-            float32 batches of --batch-rows, as many rows, torch on every core: the issue's
-            limit; its loop alone (model load excluded). Two more rows show what the network
-            itself could do: the same in --chunk-rows slices on one torch thread, and that with
-            each BatchNorm folded into the Linear before it
-  fast      a prototype of training.predict's loop with slices + no dictionary encoding for
-            trip_key (see `fast_case`), same output files, not published; its loop alone
-  stages    training.predict's stages one after another (no reader/writer threads), each
-            timed: read/decode, feature matrix, model, Arrow build, Parquet write
+            (read, score, write zstd Parquet, publish dc_taxi.fare_predictions), whole process,
+            its defaults (torch on all cores but one)
+  limit     the model's `predict_matrix` as logged (the torch.export program, BatchNorm folded
+            into the Linear layers, run on 8,192-row slices) on in-memory float32 batches of
+            --batch-rows, as many rows: the issue's limit; its loop alone (model load
+            excluded). Twice: torch on 1 thread and on every core; the faster of the two is
+            the denominator of "x limit"
+  stages    training.predict's own functions one after another (no reader/writer threads),
+            each timed: read/decode, feature matrix, model, Arrow build, Parquet write
 
 rows/s of predict is rows / the command's wall time (imports, model load and publish
 included); "marginal" is the rate between the two lake sizes, without the fixed costs.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -47,23 +51,36 @@ MODEL_URI = f"models:/{MODEL_NAME}@champion"
 BATCH_ROWS = 1 << 18  # training.predict's default
 TRAIN_FILES = 8
 SHARES = {"train": 0.85, "validation": 0.075, "test": 0.075}  # dbt's default split
+ROW_GROUP = 122_880  # DuckDB's (dbt-duckdb's) row group
+# What the logged model is made of: a change to any of these makes a new registry.
+MODEL_CODE = (
+    "training/model.py",
+    "training/fare_pyfunc.py",
+    "training/tracking.py",
+    "training/lake.py",
+    "tests/fare_models.py",
+)
+
+
+def row_groups(rows: int) -> list[int]:
+    return [min(ROW_GROUP, rows - start) for start in range(0, rows, ROW_GROUP)]
 
 
 def layout_for(rows: int) -> dict[str, list[list[int]]]:
-    """Train in TRAIN_FILES files, validation and test one file each; one row group per file."""
+    """Train in TRAIN_FILES files, validation and test one file each; ROW_GROUP-row groups."""
     train = round(rows * SHARES["train"])
     validation = round(rows * SHARES["validation"])
     per_file = [train // TRAIN_FILES + (i < train % TRAIN_FILES) for i in range(TRAIN_FILES)]
     return {
-        "train": [[n] for n in per_file],
-        "validation": [[validation]],
-        "test": [[rows - train - validation]],
+        "train": [row_groups(n) for n in per_file],
+        "validation": [row_groups(validation)],
+        "test": [row_groups(rows - train - validation)],
     }
 
 
 def make_lake(out: Path, rows: int) -> Path:
     """The trip_features location of a published synthetic lake of `rows` rows (made once)."""
-    folder = out / f"lake-{rows}"
+    folder = out / f"lake-{rows}-rg{ROW_GROUP}"
     data = folder / "lake" / "trip_features"
     if (folder / "done").exists():
         return data
@@ -76,13 +93,22 @@ def make_lake(out: Path, rows: int) -> Path:
     started = time.perf_counter()
     write_lake(folder / "lake", layout_for(rows), label="fare", seed=rows)
     (folder / "done").write_text("")
-    print(f"# wrote the {rows:,}-row lake in {time.perf_counter() - started:.0f} s", flush=True)
+    seconds = time.perf_counter() - started
+    print(f"# wrote the {rows:,}-row lake in {seconds:.0f} s", file=sys.stderr, flush=True)
     return data
 
 
+def model_code_hash() -> str:
+    digest = hashlib.sha256()
+    for name in MODEL_CODE:
+        digest.update(name.encode() + b"\0" + (REPO / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def make_registry(out: Path) -> str:
-    """Tracking URI of a registry whose bench-fare@champion is a default FareRegressor."""
-    folder = out / "registry"
+    """Tracking URI of a registry whose bench-fare@champion is a default FareRegressor, logged
+    by the current model code (one registry folder per hash of MODEL_CODE)."""
+    folder = out / f"registry-{model_code_hash()}"
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     if (folder / "done").exists():
         return uri
@@ -96,88 +122,43 @@ def make_registry(out: Path) -> str:
     with contextlib.chdir(folder):  # the run's artifacts go to ./mlruns
         register_fare_model(uri, MODEL_NAME, seed=0, alias="champion")  # hidden (128, 64), BN
     (folder / "done").write_text("")
+    print(f"# logged {MODEL_URI} into {folder}", file=sys.stderr, flush=True)
     return uri
 
 
 # ---- the in-process cases (run as `bench_predict.py --case NAME ...` in a subprocess) ----
 
 
-def load_model(tracking_uri: str):
+def default_threads() -> int:
+    """training.predict's default: every core but one (the reader and writer have that one)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def load_model(tracking_uri: str, threads: int):
+    """The champion as training.predict loads it, torch on `threads` threads; checks that it
+    was logged by the current code (no BatchNorm in the program, sliced `predict_matrix`)."""
     import mlflow
     import torch
 
     from training.predict import resolve_model
 
-    torch.set_num_threads(os.cpu_count() or 1)  # as training.predict does
+    torch.set_num_threads(threads)
     mlflow.set_tracking_uri(tracking_uri)
-    return resolve_model(MODEL_URI)
-
-
-def chunked(predict_matrix, chunk_rows: int):
-    """`predict_matrix` on `chunk_rows`-row slices: the layers' outputs stay in cache."""
-    import numpy as np
-
-    def scored(x):
-        if not chunk_rows or len(x) <= chunk_rows:
-            return predict_matrix(x)
-        out = np.empty(len(x), np.float32)
-        for start in range(0, len(x), chunk_rows):
-            out[start : start + chunk_rows] = predict_matrix(x[start : start + chunk_rows])
-        return out
-
-    return scored
-
-
-def folded_program(model):
-    """The logged network with each BatchNorm folded into the Linear before it (eval mode):
-    what `training.model.export_predictor` could export instead (same numbers to 1e-5)."""
-    import torch
-
-    from training.predict import resolve_model
-
-    program = resolve_model(MODEL_URI).predict_matrix.__self__.program
-    state = {**dict(program.named_parameters()), **dict(program.named_buffers())}
-    names = sorted({name.split(".")[0] for name in state}, key=int)
-    layers = []
-    i = 0
-    while i < len(names):
-        weight, bias = state[f"{names[i]}.weight"], state[f"{names[i]}.bias"]
-        norm = names[i + 1] if i + 1 < len(names) else None
-        if norm is not None and f"{norm}.running_mean" in state:
-            scale = state[f"{norm}.weight"] / torch.sqrt(state[f"{norm}.running_var"] + 1e-5)
-            weight = weight * scale[:, None]
-            bias = (bias - state[f"{norm}.running_mean"]) * scale + state[f"{norm}.bias"]
-            i += 1
-        layers.append((weight.detach().contiguous(), bias.detach().contiguous()))
-        i += 1
-
-    def predict_matrix(x):
-        with torch.inference_mode():
-            h = torch.from_numpy(x)
-            for j, (weight, bias) in enumerate(layers):
-                h = torch.addmm(bias, h, weight.T)
-                if j < len(layers) - 1:
-                    h = h.relu_()
-            return h.flatten().numpy()
-
-    return predict_matrix
+    model = resolve_model(MODEL_URI)
+    logged = model.predict_matrix.__self__
+    buffers = [name for name, _ in logged.program.named_buffers()]
+    if any(name.endswith("running_mean") for name in buffers):
+        raise RuntimeError(f"{MODEL_URI} still has BatchNorm layers: logged by old model code")
+    if not hasattr(sys.modules[type(logged).__module__], "SLICE_ROWS"):
+        raise RuntimeError(f"{MODEL_URI}'s predict_matrix does not slice: old fare_pyfunc.py")
+    return model
 
 
 def limit_case(args) -> dict:
-    """The bare network on in-memory float32 batches: the ceiling for training.predict."""
+    """The model's predict_matrix on in-memory float32 batches: the ceiling for training.predict."""
     import numpy as np
-    import torch
 
-    model = load_model(args.tracking_uri)
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    predict_matrix = model.predict_matrix
-    if args.fold:
-        predict_matrix = folded_program(model)
-        probe = np.random.default_rng(1).normal(size=(4096, 8)).astype(np.float32)
-        np.testing.assert_allclose(
-            predict_matrix(probe), model.predict_matrix(probe), rtol=1e-4, atol=1e-4
-        )
-    predict_matrix = chunked(predict_matrix, args.chunk_rows)
+    model = load_model(args.tracking_uri, args.threads)
     rng = np.random.default_rng(0)
     batches = []
     left = args.rows
@@ -185,10 +166,10 @@ def limit_case(args) -> dict:
         n = min(args.batch_rows, left)
         batches.append(rng.normal(size=(n, len(model.features))).astype(np.float32))
         left -= n
-    predict_matrix(batches[0][:1024])  # first call outside the clock
+    model.predict_matrix(batches[0][:1024])  # first call outside the clock
     wall, cpu = time.perf_counter(), time.process_time()
     for batch in batches:
-        predict_matrix(batch)
+        model.predict_matrix(batch)
     return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
 
 
@@ -200,7 +181,7 @@ def stages_case(args) -> dict:
     from lakehouse.builds import pin_build
     from training import predict
 
-    model = load_model(args.tracking_uri)
+    model = load_model(args.tracking_uri, default_threads())
     build = pin_build(args.data, marts=("trip_features",))
     folder = Path(args.scratch)
     folder.mkdir(parents=True, exist_ok=True)
@@ -234,13 +215,19 @@ def stages_case(args) -> dict:
         table = pa.table(columns)
         started = clock("arrow", started)
         if path not in writers:
-            writers[path] = pq.ParquetWriter(
-                path, table.schema, compression="zstd", store_schema=False
-            )
+            for writer in writers.values():
+                writer.close()
+            # The options of training.predict.BackgroundWriter.
+            writers = {
+                path: pq.ParquetWriter(
+                    path,
+                    table.schema,
+                    compression="zstd",
+                    store_schema=False,
+                    use_dictionary=[n for n in table.schema.names if n != "trip_key"],
+                )
+            }
         writers[path].write_table(table, row_group_size=1 << 20)
-        for writer in [w for p, w in writers.items() if p != path]:
-            writer.close()
-        writers = {path: writers[path]}
         started = clock("write", started)
         rows += batch.num_rows
     for writer in writers.values():
@@ -255,74 +242,7 @@ def stages_case(args) -> dict:
     }
 
 
-LOW_CARDINALITY = ["split", "model_name", "model_version", "lake_snapshot_id"]
-
-
-def fast_case(args) -> dict:
-    """training.predict's loop with two changes, same output files (not published):
-
-    1. the network runs on --chunk-rows slices of each batch, torch on --threads threads
-       (default 1: the reader and the writer thread have the other core);
-    2. Parquet dictionary encoding only for the constant columns, not for trip_key (unique
-       32-hex strings: the dictionary is built, overflows and is thrown away for every page).
-    """
-    import queue
-    import threading
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import torch
-
-    from lakehouse.builds import pin_build
-    from training import predict
-
-    model = load_model(args.tracking_uri)
-    torch.set_num_threads(args.threads or 1)
-    predict_matrix = chunked(model.predict_matrix, args.chunk_rows)
-    build = pin_build(args.data, marts=("trip_features",))
-    folder = Path(args.scratch)
-    folder.mkdir(parents=True, exist_ok=True)
-    jobs: queue.Queue = queue.Queue(maxsize=2)
-
-    def write() -> None:
-        writers: dict[str, pq.ParquetWriter] = {}
-        while (job := jobs.get()) is not None:
-            path, table = job
-            if path not in writers:
-                for writer in writers.values():
-                    writer.close()
-                writers = {
-                    path: pq.ParquetWriter(
-                        path,
-                        table.schema,
-                        compression="zstd",
-                        use_dictionary=LOW_CARDINALITY,
-                        store_schema=False,
-                    )
-                }
-            writers[path].write_table(table, row_group_size=1 << 20)
-        for writer in writers.values():
-            writer.close()
-
-    writer = threading.Thread(target=write)
-    wall, cpu = time.perf_counter(), time.process_time()
-    writer.start()
-    rows = 0
-    batches = predict.lake_batches(build, str(folder), args.batch_rows, model.features)
-    for path, batch, extra in predict.prefetched(batches):
-        fares = predict_matrix(predict.feature_matrix(batch, model.features))
-        columns = {"trip_key": batch.column("trip_key"), **extra(batch.num_rows)}
-        columns["predicted_fare"] = pa.array(fares.astype("float64"))
-        columns["model_name"] = predict.constant(model.name, batch.num_rows, pa.string())
-        columns["model_version"] = predict.constant(model.version, batch.num_rows, pa.string())
-        jobs.put((path, pa.table(columns)))
-        rows += batch.num_rows
-    jobs.put(None)
-    writer.join()
-    return {"rows": rows, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
-
-
-CASES = {"limit": limit_case, "stages": stages_case, "fast": fast_case}
+CASES = {"limit": limit_case, "stages": stages_case}
 
 
 def setup_case(args) -> dict:
@@ -371,8 +291,7 @@ def machine_line() -> str:
         f"{platform.node() or 'host'}: nproc {os.cpu_count()}, memory {memory}, "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
         f"torch {importlib.metadata.version('torch')}, pyarrow "
-        f"{importlib.metadata.version('pyarrow')}, "
-        f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+        f"{importlib.metadata.version('pyarrow')}"
     )
 
 
@@ -396,11 +315,18 @@ def drive(args) -> int:
     made = json.loads(setup.stdout.strip().splitlines()[-1])
     tracking_uri, lakes = made["tracking_uri"], {int(n): d for n, d in made["lakes"].items()}
     out = Path(args.out)
-    print(f"# {machine_line()}", flush=True)
-    print(f"# before: {load_line()}", flush=True)
+    header = {
+        "machine": machine_line(),
+        "date": f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        "registry": tracking_uri,
+        "load before": load_line(),
+    }
+    for key, value in header.items():
+        print(f"# {key}: {value}", flush=True)
     driver_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"# driver peak RSS {driver_mib:.0f} MiB (a floor under the children's)", flush=True)
     results = []
+    all_cores = os.cpu_count() or 1
 
     def record(case: str, command: str, rows: int, result: dict, rate_wall: float) -> None:
         result.update(case=case, command=command, rows=rows, rate=rows / rate_wall)
@@ -417,19 +343,21 @@ def drive(args) -> int:
 
         case = [*here, "--tracking-uri", tracking_uri, "--rows", str(rows)]
         case += ["--batch-rows", str(args.batch_rows), "--data", str(data)]
-        chunk = ["--chunk-rows", str(args.chunk_rows), "--threads", "1"]
         variants = [
             (
                 "limit",
-                f"predict_matrix, {args.batch_rows:,}-row float32 batches",
-                ["--chunk-rows", "0"],
+                f"predict_matrix as logged, {args.batch_rows:,}-row float32 batches, "
+                "1 torch thread",
+                ["--threads", "1"],
             ),
-            ("limit", f"the same in {args.chunk_rows:,}-row slices, 1 torch thread", chunk),
-            ("limit", "the same, BatchNorm folded into Linear", [*chunk, "--fold"]),
-            ("fast", "prototype: slices + no dictionary for trip_key", chunk),
+            (
+                "limit",
+                f"the same, {all_cores} torch threads (every core)",
+                ["--threads", str(all_cores)],
+            ),
         ]
         if rows == max(lakes) and not args.skip_stages:
-            variants.append(("stages", "training.predict's stages, serial", ["--chunk-rows", "0"]))
+            variants.append(("stages", "training.predict's stages, serial", []))
         for name, label, extra in variants:
             scratch = ["--scratch", str(out / f"{name}-{rows}")]
             result = measured([*case, *extra, *scratch, "--case", name], env)
@@ -437,36 +365,51 @@ def drive(args) -> int:
             result.update(inner, process_wall_s=result["wall_s"], process_cpu_s=result["cpu_s"])
             result.update(wall_s=inner["wall_s"], cpu_s=inner["cpu_s"])
             record(name, label, rows, result, inner["wall_s"])
-    print(f"# after: {load_line()}", flush=True)
-    print(table(results))
+    header["load after"] = load_line()
+    print(f"# load after: {header['load after']}", flush=True)
+    print(table(results, header))
     return 0
 
 
-def table(results: list[dict]) -> str:
-    limits = {}
-    for r in results:
-        if r["case"] == "limit":
-            limits.setdefault(r["rows"], r)  # the first: the program as logged
+def table(results: list[dict], header: dict[str, str]) -> str:
+    limits: dict[int, dict] = {}
+    for r in results:  # the faster limit of each size is the denominator
+        if r["case"] == "limit" and r["rate"] > limits.get(r["rows"], {"rate": 0})["rate"]:
+            limits[r["rows"]] = r
     predicts = {r["rows"]: r for r in results if r["case"] == "predict"}
-    lines = [
+    lines = [f"- {key}: {value}" for key, value in header.items()]
+    lines += [
+        "- x limit: rows/s over the faster `limit` row of the same size (marked *); limit and "
+        "stages time their loop alone, predict the whole process",
+        "",
         "| case | command | rows | wall s | CPU s | rows/s | x limit | peak RSS MiB |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         wall, cpu = r["wall_s"], r["cpu_s"]
         ratio = r["rate"] / limits[r["rows"]]["rate"] if r["rows"] in limits else float("nan")
+        mark = " *" if limits.get(r["rows"]) is r else ""
         lines.append(
-            f"| {r['case']} | `{r['command']}` | {r['rows']:,} | {wall:.2f} | {cpu:.2f} | "
+            f"| {r['case']}{mark} | `{r['command']}` | {r['rows']:,} | {wall:.2f} | {cpu:.2f} | "
             f"{r['rate']:,.0f} | {ratio:.2f} | {r['rss_mib']:.0f} |"
         )
     if len(predicts) >= 2:
         small, large = sorted(predicts)[0], sorted(predicts)[-1]
         extra = large - small
         seconds = predicts[large]["wall_s"] - predicts[small]["wall_s"]
+        cpu = predicts[large]["cpu_s"] - predicts[small]["cpu_s"]
         lines.append(
             f"\nmarginal training.predict rate {small:,} -> {large:,} rows: "
-            f"{extra / seconds:,.0f} rows/s; peak RSS {predicts[small]['rss_mib']:.0f} -> "
-            f"{predicts[large]['rss_mib']:.0f} MiB"
+            f"{extra / seconds:,.0f} rows/s of wall, {extra / cpu:,.0f} rows per CPU second; "
+            f"peak RSS {predicts[small]['rss_mib']:.0f} -> {predicts[large]['rss_mib']:.0f} MiB"
+        )
+    fixed = [r for r in results if r["case"] == "limit"]
+    if fixed:
+        walls = [r["process_wall_s"] - r["wall_s"] for r in fixed]
+        cpus = [r["process_cpu_s"] - r["cpu_s"] for r in fixed]
+        lines.append(
+            f"\nimports + model load + exit (the limit processes outside their loop): "
+            f"{min(walls):.1f}-{max(walls):.1f} s wall, {min(cpus):.1f}-{max(cpus):.1f} CPU s"
         )
     for r in results:
         if r["case"] == "stages":
@@ -483,14 +426,10 @@ def table(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--out", default="/tmp/h10b", help="scratch folder (default /tmp/h10b)")
+    parser.add_argument("--out", default="/tmp/h10c", help="scratch folder (default /tmp/h10c)")
     parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS)
     parser.add_argument("--skip-stages", action="store_true", help="no per-stage timing")
-    parser.add_argument(
-        "--chunk-rows", type=int, default=8192, help="network slice of the chunked cases"
-    )
-    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--fold", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=["setup", *CASES], help=argparse.SUPPRESS)
     parser.add_argument("--tracking-uri", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
