@@ -75,6 +75,19 @@ class PinnedBuild:
         }
 
 
+def parse_as_of(text: str | None) -> datetime | None:
+    """`--as-of` as an aware datetime (ISO 8601; no zone means UTC)."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise LakeError(
+            f"--as-of {text!r} is not an ISO 8601 time — e.g. 2026-12-01T18:30:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def split_data_uri(data_uri: str) -> tuple[str, str]:
     """`<lake_root>/<mart>` -> (lake_root, mart); `--data` names a mart's location."""
     text = str(data_uri).strip().rstrip("/")
@@ -313,4 +326,4 @@ def list_builds(data_uri: str, catalog: Catalog | None = None) -> list[dict[str,
     return builds
 
 
-__all__ = ["NAMESPACE", "DataFile", "PinnedBuild", "list_builds", "pin_build"]
+__all__ = ["NAMESPACE", "DataFile", "PinnedBuild", "list_builds", "parse_as_of", "pin_build"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 from pyiceberg.table import Table
 
-from lakehouse.builds import PinnedBuild, pin_build
+from lakehouse.builds import PinnedBuild, parse_as_of, pin_build
 from lakehouse.catalog import LakeError, local_path
 from training.lake import FEATURES, LABEL, SPLITS
 
@@ -77,8 +77,6 @@ def as_of_time(text: str | None) -> datetime | None:
     """--as-of parsed exactly as training parses it; LakeError naming the format if invalid."""
     if text is None:
         return None
-    from training.data import parse_as_of  # imports torch and Lightning: only when asked
-
     return parse_as_of(text)
 
 

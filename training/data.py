@@ -11,7 +11,6 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from itertools import islice
 
 import lightning as L
@@ -21,7 +20,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from lakehouse.builds import PinnedBuild, pin_build
+from lakehouse.builds import PinnedBuild, parse_as_of, pin_build
 from training.lake import (
     FEATURES,
     LABEL,
@@ -59,19 +58,6 @@ class DataConfig:
             self.data, self.snapshot_id, parse_as_of(self.as_of), marts=TRAINING_MARTS
         )
         return replace(self, snapshot_id=build.snapshot_id, as_of=None), build
-
-
-def parse_as_of(text: str | None) -> datetime | None:
-    """`--as-of` as an aware datetime (ISO 8601; no zone means UTC)."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise LakeError(
-            f"--as-of {text!r} is not an ISO 8601 time — e.g. 2026-12-01T18:30:00Z"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def normalise_into(

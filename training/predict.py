@@ -258,10 +258,9 @@ def count_rows(build) -> int:
 
 def predict_lake(config: PredictConfig, model: ResolvedModel, progress_bar) -> dict[str, str]:
     """Score the pinned build and publish the predictions; returns what was done."""
-    from lakehouse.builds import pin_build
+    from lakehouse.builds import parse_as_of, pin_build
     from lakehouse.catalog import open_catalog
     from lakehouse.predictions import TABLE, predictions_folder, publish_predictions
-    from training.data import parse_as_of
 
     build = pin_build(
         config.data, config.snapshot_id, parse_as_of(config.as_of), marts=("trip_features",)
