@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from training.checks import argument_error
 
 if TYPE_CHECKING:
+    from training.model import ModelConfig
     from training.train import TrainConfig
     from training.tune import TuneConfig
     from training.workers import LaunchConfig
@@ -41,7 +42,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "plateau")
 PRUNERS = ("median", "hyperband", "none")
 TRAIN_MAX_EPOCHS = 10
-TUNE_MAX_EPOCHS = 30
+TUNE_MAX_EPOCHS = 20
 TUNE_PATIENCE = 3
 
 
@@ -295,13 +296,14 @@ def sizes(text: str) -> tuple[int, ...]:
     return tuple(int(size) for size in text.split(","))
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """Flags -> TrainConfig (tune's parser has no model flags: the defaults fill them)."""
+def train_config(args: argparse.Namespace, defaults: ModelConfig | None = None) -> TrainConfig:
+    """Flags -> TrainConfig; `defaults` fill the model flags a parser lacks (tune's parser has
+    none: every trial samples its model from a base)."""
     from training.data import DataConfig
     from training.model import ModelConfig
     from training.train import TrainConfig
 
-    defaults = ModelConfig()
+    defaults = defaults or ModelConfig()
     hidden = getattr(args, "hidden_sizes", None)
     model = ModelConfig(
         hidden_sizes=sizes(hidden) if hidden else defaults.hidden_sizes,
@@ -347,10 +349,10 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def tune_config(args: argparse.Namespace) -> TuneConfig:
-    from training.tune import TuneConfig
+    from training.tune import TuneConfig, tuning_base
 
     return TuneConfig(
-        base=train_config(args),
+        base=train_config(args, tuning_base().model),
         n_trials=args.n_trials,
         timeout=args.timeout,
         study_name=args.study_name,
@@ -398,6 +400,8 @@ def one_device_error(args: argparse.Namespace) -> str | None:
 QUIET_WARNINGS = (
     # torch deprecated LeafSpec; Lightning's own _pytree still builds one for every batch.
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"lightning\.pytorch"),
+    # training.data shards an epoch across DataLoader workers itself, so its length is exact.
+    (UserWarning, r"Your `IterableDataset` has `__len__` defined", r"lightning\.pytorch"),
     # The importance plot of a study with few trials; the tuning page says so in words.
     (UserWarning, r"Some regimes for parameter", r"optuna\.importance"),
 )

@@ -55,10 +55,10 @@ def test_tune_tracks_trials_crowns_a_champion_and_resumes(fare_lake, tmp_path, c
     study = load_study(tmp_path)
     assert len(study.trials) == 3
     # The first trial of a new study is training.train's default model (batch size moved
-    # into the search space).
+    # into the search space) at the first trial's learning rate.
     assert study.trials[0].params == {
         "n_layers": 2, "n_units_l0": 128, "n_units_l1": 64, "batch_norm": True,
-        "dropout": 0.0, "optimizer": "adamw", "lr": 3e-3, "batch_size": 1024,
+        "dropout": 0.0, "optimizer": "adamw", "lr": tune.FIRST_TRIAL_LR, "batch_size": 1024,
     }  # fmt: skip
     runs = runs_of()
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
