@@ -42,7 +42,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "plateau")
 PRUNERS = ("median", "hyperband", "none")
 TRAIN_MAX_EPOCHS = 10
-TUNE_MAX_EPOCHS = 20
+TUNE_MAX_EPOCHS = 12
 TUNE_PATIENCE = 3
 
 
@@ -192,7 +192,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 def add_study_arguments(parser: argparse.ArgumentParser, n_trials_help: str) -> None:
     group = parser.add_argument_group("study")
-    group.add_argument("--n-trials", type=int, default=10, help=n_trials_help)
+    group.add_argument("--n-trials", type=int, default=5, help=n_trials_help)
     group.add_argument(
         "--max-trials",
         type=int,

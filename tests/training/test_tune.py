@@ -48,7 +48,7 @@ def test_tune_tracks_trials_crowns_a_champion_and_resumes(fare_lake, tmp_path, c
     stats = raw_stats(tmp_path, clean_rows=rows)
     assert tune.main(tune_argv(fare_lake, tmp_path, "--n-trials", "3", "--raw-stats", stats)) == 0
     output = capsys.readouterr()
-    assert "trial 2 complete val_rmse" in output.out  # plain progress lines: not a terminal
+    assert "(3/3), best val_rmse" in output.out  # plain progress lines: not a terminal
     assert "test_vs_noise_floor=" in output.out and "model_version=1" in output.out
     assert output.err == ""  # no warning, deprecation or library info line
 
