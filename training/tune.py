@@ -169,11 +169,9 @@ def create_or_load_study(tune: TuneConfig, storage: BaseStorage) -> tuple[optuna
         pruner=make_pruner(tune.pruner, tune.base.max_epochs),
     )
     try:
-        study = optuna.create_study(direction="minimize", **options)
+        return optuna.create_study(direction="minimize", **options), True
     except DuplicatedStudyError:
         return optuna.load_study(**options), False
-    study.enqueue_trial(first_trial(tune))
-    return study, True
 
 
 def run_exists(run_id: str) -> bool:
@@ -208,12 +206,20 @@ def parent_run_id(study: optuna.Study, tune: TuneConfig, experiment_id: str, cre
 
 
 def prepare_study(tune: TuneConfig, experiment_id: str) -> tuple[optuna.Study, BaseStorage, str]:
-    """Create or resume the study and its MLflow parent run (tracking already configured)."""
+    """Create or resume the study and its MLflow parent run (tracking already configured).
+
+    The creator queues the first trial only after recording the parent run: until then other
+    processes opening the study wait for the run, and a queued trial would tell them the study
+    was not being set up.
+    """
     storage = tune_storage(tune)
     study, created = create_or_load_study(tune, storage)
     if not created and not is_rdb_url(tune.storage):  # RDB storages have heartbeats
         reap_dead_local_trials(study, storage, tune.max_retry)
-    return study, storage, parent_run_id(study, tune, experiment_id, created)
+    parent_id = parent_run_id(study, tune, experiment_id, created)
+    if created:
+        study.enqueue_trial(first_trial(tune))
+    return study, storage, parent_id
 
 
 def retried_trial_number(trial: optuna.Trial) -> int | None:
