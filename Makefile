@@ -1,5 +1,6 @@
 # The two commands users need:
 #   make run    sample raw data -> dbt build -> data-quality report -> tune -> tuning report
+#               -> score the lake with the champion -> dbt build (model_performance) -> model page
 #   make test   install the dev tools too, lint, run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,17 +9,20 @@ BIN := $(VENV)/bin
 ROWS ?= 200000
 MONTHS ?= 2015-01:2019-06
 SEED ?= 42
+# A new Optuna study per `make run`: a study is bound to the lake build it tuned on.
+STUDY ?= dc-taxi-$(shell date -u +%Y%m%dT%H%M%S)
 
 export DBT_PROJECT_DIR := $(CURDIR)/dbt_project
 export DBT_PROFILES_DIR := $(CURDIR)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run setup setup-dev data build quality tune tuning-report reports docs browser test lint format \
-	bench-sql bench-loader bench-training clean
+.PHONY: run setup setup-dev data build quality tune tuning-report predict evaluate model-report \
+	reports docs browser test lint format bench-sql bench-loader bench-training clean
 
-run: setup data build quality tune tuning-report
-	@echo "reports: data/reports/data_quality.html data/reports/tuning.html"
+run: setup data build quality tune tuning-report predict evaluate model-report
+	@echo "reports: data/reports/data_quality.html data/reports/tuning.html" \
+	  "data/reports/model.html"
 
 # Installs the project and its runtime dependencies (CPU torch) into $(VENV); `source
 # $(VENV)/bin/activate` afterwards also points dbt at this repo, so `dbt build` works from the
@@ -49,14 +53,25 @@ build: setup
 	$(BIN)/dbt build
 
 tune: setup
-	$(BIN)/python -m training.tune
+	$(BIN)/python -m training.tune --study-name $(STUDY)
+
+# The champion scores the current build into the lake (dc_taxi.fare_predictions); the next
+# `dbt build` evaluates it (model_performance), and the model page shows it.
+predict: setup
+	$(BIN)/python -m training.predict
+
+evaluate: setup
+	$(BIN)/dbt build
+
+model-report: setup
+	$(BIN)/python -m reports.model
 
 # Data-quality + split-analysis page, right after dbt build.
 quality: setup
 	$(BIN)/python -m reports.data_quality
 
 tuning-report: setup
-	$(BIN)/python -m reports.tuning
+	$(BIN)/python -m reports.tuning --study-name $(STUDY)
 
 # Every report page; prints their paths.
 reports: setup

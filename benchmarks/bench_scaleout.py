@@ -41,7 +41,7 @@ import optuna  # noqa: E402
 from optuna.storages.journal import JournalFileBackend, JournalStorage  # noqa: E402
 
 from tests.training.conftest import write_lake  # noqa: E402
-from training import tune  # noqa: E402
+from training import cli, tune  # noqa: E402
 from training.study import DONE  # noqa: E402
 
 FIXED_TRIAL = {
@@ -162,7 +162,7 @@ def bench_pruning(data: Path, trials: int, epochs: int, seed: int) -> dict:
     studies = {}
     with tempfile.TemporaryDirectory(prefix="bench-pruning-") as folder:
         for pruner in ("none", "hyperband"):
-            args = tune.build_parser().parse_args(
+            args = cli.tune_parser().parse_args(
                 [
                     "--data", str(data),
                     "--storage", f"{folder}/{pruner}.journal",
@@ -177,7 +177,7 @@ def bench_pruning(data: Path, trials: int, epochs: int, seed: int) -> dict:
                 ]
             )  # fmt: skip
             start = time.perf_counter()
-            tune.run(tune.tune_config_from_args(args))
+            tune.run(cli.tune_config(args))
             seconds = time.perf_counter() - start
             study = optuna.load_study(
                 study_name=pruner, storage=journal_storage(f"{folder}/{pruner}.journal")
