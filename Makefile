@@ -9,8 +9,11 @@ BIN := $(VENV)/bin
 ROWS ?= 200000
 MONTHS ?= 2015-01:2019-06
 SEED ?= 42
-# A new Optuna study per `make run`: a study is bound to the lake build it tuned on.
-STUDY ?= dc-taxi-$(shell date -u +%Y%m%dT%H%M%S)
+# A new Optuna study per `make run`: a study is bound to the lake build it tuned on. (`:=`:
+# the time is taken once, so tune and tuning-report name the same study.)
+ifndef STUDY
+STUDY := dc-taxi-$(shell date -u +%Y%m%dT%H%M%S)
+endif
 
 export DBT_PROJECT_DIR := $(CURDIR)/dbt_project
 export DBT_PROFILES_DIR := $(CURDIR)
