@@ -37,7 +37,9 @@ setup-dev: $(VENV)/.installed-dev
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	# setuptools warns that an editable install can be shadowed by same-named folders: here
+	# they are the same folders.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e .
 	grep -q DBT_PROJECT_DIR $(BIN)/activate || printf '%s\n' \
 	  '# dc-taxi: run dbt from the repo root' \
 	  'export DBT_PROJECT_DIR="$(CURDIR)/dbt_project"' \
@@ -46,7 +48,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 data: setup
