@@ -404,6 +404,7 @@ QUIET_WARNINGS = (
     (UserWarning, r"Your `IterableDataset` has `__len__` defined", r"lightning\.pytorch"),
     # The importance plot of a study with few trials; the tuning page says so in words.
     (UserWarning, r"Some regimes for parameter", r"optuna\.importance"),
+    (UserWarning, r"The number of trials is too small to compute", r"optuna\.importance"),
 )
 QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric", "mlflow", "optuna", "alembic")
 
