@@ -34,11 +34,11 @@ run: setup data build quality tune tuning-report predict evaluate model-report
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
+# PYTHONWARNINGS: setuptools warns that an editable install can be shadowed by same-named
+# folders in the working directory; here they are those very folders.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# setuptools warns that an editable install can be shadowed by same-named folders: here
-	# they are the same folders.
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e .
 	grep -q DBT_PROJECT_DIR $(BIN)/activate || printf '%s\n' \
 	  '# dc-taxi: run dbt from the repo root' \
