@@ -1,9 +1,12 @@
-"""Where a model came from: the pinned lake build, its Parquet files and rows, the git commit."""
+"""Where a model came from: the pinned lake build, its Parquet files and rows.
+
+The code's git commit is MLflow's own `mlflow.source.git.commit` tag (set when the code runs
+from a git checkout; absent, not an error, in an image or an installed copy).
+"""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import warnings
 from dataclasses import dataclass, field
 
@@ -26,26 +29,13 @@ class Lineage:
         return json.dumps({"tags": self.tags, "files": self.files}, indent=2)
 
 
-def git_tags() -> dict[str, str]:
-    """The commit of the working tree, and whether it has uncommitted changes."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "HEAD")
-    if not commit:
-        return {"git.commit": "unknown"}
-    return {"git.commit": commit, "git.dirty": str(bool(git("status", "--porcelain")))}
-
-
 def collect_lineage(data_uri: str, build: PinnedBuild, splits: dict[str, SplitFiles]) -> Lineage:
-    """Lineage of one training dataset: the build (snapshot, dbt invocation), git, every file.
+    """Lineage of one training dataset: the build (snapshot, dbt invocation), every file.
 
     The dbt invocation id comes from the snapshot's summary, i.e. from the build that really
     wrote the data, not from whatever `dbt_project/target/` holds now.
     """
-    tags = {"data.uri": data_uri, **build.describe(), **git_tags()}
+    tags = {"data.uri": data_uri, **build.describe()}
     files = []
     for split, split_files in splits.items():
         tags[f"data.{split}.rows"] = str(split_files.num_rows)
