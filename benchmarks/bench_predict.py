@@ -217,16 +217,7 @@ def stages_case(args) -> dict:
         if path not in writers:
             for writer in writers.values():
                 writer.close()
-            # The options of training.predict.BackgroundWriter.
-            writers = {
-                path: pq.ParquetWriter(
-                    path,
-                    table.schema,
-                    compression="zstd",
-                    store_schema=False,
-                    use_dictionary=[n for n in table.schema.names if n != "trip_key"],
-                )
-            }
+            writers = {path: predict.open_writer(path, table.schema)}
         writers[path].write_table(table, row_group_size=1 << 20)
         started = clock("write", started)
         rows += batch.num_rows

@@ -133,6 +133,20 @@ def prefetched(items: Iterator, depth: int = 2) -> Iterator:
         yield item
 
 
+def open_writer(path: str, schema):
+    """A zstd Parquet writer for prediction files (no Arrow schema stored: plain strings)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetWriter(
+        path,
+        schema,
+        compression="zstd",
+        store_schema=False,
+        # trip_key is unique: a dictionary for it is built and thrown away.
+        use_dictionary=[name for name in schema.names if name != "trip_key"],
+    )
+
+
 class BackgroundWriter:
     """Writes Arrow tables to Parquet files in one background thread, in order."""
 
@@ -143,27 +157,20 @@ class BackgroundWriter:
         self.thread.start()
 
     def _run(self) -> None:
-        import pyarrow.parquet as pq
-
-        writers: dict[str, pq.ParquetWriter] = {}
+        writer, current = None, None
         while (job := self.jobs.get()) is not None:
             path, table = job
             if self.error is not None:
                 continue
             try:
-                if path not in writers:
-                    writers[path] = pq.ParquetWriter(
-                        path,
-                        table.schema,
-                        compression="zstd",
-                        store_schema=False,
-                        # trip_key is unique: a dictionary for it is built and thrown away.
-                        use_dictionary=[n for n in table.schema.names if n != "trip_key"],
-                    )
-                writers[path].write_table(table, row_group_size=1 << 20)
+                if path != current:  # files come one after another: close the last one
+                    if writer is not None:
+                        writer.close()
+                    writer, current = open_writer(path, table.schema), path
+                writer.write_table(table, row_group_size=1 << 20)
             except BaseException as error:
                 self.error = error
-        for writer in writers.values():
+        if writer is not None:
             writer.close()
 
     def write(self, path: str, table) -> None:
