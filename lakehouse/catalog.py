@@ -48,20 +48,27 @@ def is_locked(error: BaseException) -> bool:
     return isinstance(error, OperationalError) and "database is locked" in str(error)
 
 
-def retry_locked(action: Callable[[], T], attempts: int = 10) -> T:
-    """Run `action`, again after a short random wait while SQLite says "database is locked".
-
-    Two processes that both read and then write a SQLite catalog in one transaction can be
-    refused at once (SQLite's busy timeout does not apply there); trying again succeeds.
-    """
+def retry_while(
+    transient: Callable[[BaseException], bool], action: Callable[[], T], attempts: int = 10
+) -> T:
+    """Run `action`, again after a short random wait while it fails with a `transient` error."""
     for attempt in range(attempts):
         try:
             return action()
         except Exception as error:
-            if attempt == attempts - 1 or not is_locked(error):
+            if attempt == attempts - 1 or not transient(error):
                 raise
             time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def retry_locked(action: Callable[[], T], attempts: int = 10) -> T:
+    """Run `action`, again while SQLite says "database is locked".
+
+    Two processes that both read and then write a SQLite catalog in one transaction can be
+    refused at once (SQLite's busy timeout does not apply there); trying again succeeds.
+    """
+    return retry_while(is_locked, action, attempts)
 
 
 def is_remote(path: str) -> bool:

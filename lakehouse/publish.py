@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import posixpath
+import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,15 +39,17 @@ from lakehouse.catalog import (
     MARTS,
     NAMESPACE,
     LakeError,
+    T,
     identifier,
+    is_locked,
     load_mart,
     open_catalog,
+    retry_while,
     table_location,
 )
 
 AUDIT_PREFIX = "audit-"
 PUBLISH_PAUSE_ENV = "LAKE_PUBLISH_PAUSE_S"  # seconds; only for the crash tests
-BRANCH_ATTEMPTS = 5
 TABLE_PROPERTIES = {
     "format-version": "2",
     "write.format.default": "parquet",
@@ -155,14 +158,34 @@ def stage_mart(
     with catalog._load_file_io(location=schema_file).new_input(schema_file).open() as handle:
         arrow_schema = pq.read_schema(handle)
     table = ensure_table(catalog, lake_root, name, arrow_schema, partition_by)
+    # Another build committing to the same table between our read of its metadata and our
+    # commit makes the commit fail (optimistic concurrency); staging touches neither main nor
+    # the other build's branch, so it is simply done again on the table as it now is.
+    staged = retry_conflicts(
+        lambda: _stage_snapshot(table.refresh(), arrow_schema, files, invocation_id)
+    )
+    # Then the audit branch, in a commit of its own: Iceberg refuses a branch other than main
+    # on a table that had no snapshot before the commit.
     branch = audit_branch(invocation_id)
+
+    def create_branch() -> None:
+        with table.refresh().manage_snapshots() as snapshots:
+            snapshots.create_branch(snapshot_id=staged, branch_name=branch)
+
+    retry_conflicts(create_branch)
+    return staged, files
+
+
+def _stage_snapshot(
+    table: Table, arrow_schema: pa.Schema, files: Sequence[str], invocation_id: str
+) -> int:
+    """Commit a snapshot that replaces every file main has with `files`, without moving main
+    (branch=None); its id."""
     with table.transaction() as transaction:
         if set(arrow_schema.names) != set(table.schema().column_names):
             with transaction.update_schema() as schema:
                 schema.union_by_name(arrow_schema)
         new_files = data_files_of(table, transaction, files)
-        # Staged on top of main without moving it (branch=None): a snapshot that replaces
-        # every file main has with this build's files.
         producer = transaction.update_snapshot(
             snapshot_properties={INVOCATION_PROPERTY: invocation_id}, branch=None
         ).overwrite()
@@ -171,20 +194,15 @@ def stage_mart(
                 producer.delete_data_file(data_file)
             for data_file in new_files:
                 producer.append_data_file(data_file)
-        staged = producer.snapshot_id
-    # Then the audit branch, in a commit of its own: Iceberg refuses a branch other than main
-    # on a table that had no snapshot before the commit. Another build staging the same table
-    # at this moment makes the commit fail; it is only a new ref, so try again.
-    for attempt in range(BRANCH_ATTEMPTS):
-        try:
-            with table.refresh().manage_snapshots() as snapshots:
-                snapshots.create_branch(snapshot_id=staged, branch_name=branch)
-            break
-        except CommitFailedException:
-            if attempt == BRANCH_ATTEMPTS - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-    return staged, files
+    return producer.snapshot_id
+
+
+def retry_conflicts(action: Callable[[], T]) -> T:
+    """Run `action`, again while its catalog commit fails because another process committed
+    to the same table first (or holds the SQLite catalog)."""
+    return retry_while(
+        lambda error: isinstance(error, CommitFailedException) or is_locked(error), action
+    )
 
 
 def data_files_of(table: Table, transaction: Transaction, files: Sequence[str]) -> list[DataFile]:
@@ -234,7 +252,12 @@ def commit_together(catalog: Catalog, transactions: Sequence[Transaction]) -> No
         catalog._write_metadata(new.metadata, new.io, new.metadata_location)
         staged.append((table, new))
     # Crash tests hold the publish here, every new metadata file written, nothing swapped yet.
-    time.sleep(float(os.environ.get(PUBLISH_PAUSE_ENV) or 0))
+    pause = float(os.environ.get(PUBLISH_PAUSE_ENV) or 0)
+    if pause:
+        print(
+            f"lake: publish held for {pause} s ({PUBLISH_PAUSE_ENV})", file=sys.stderr, flush=True
+        )
+        time.sleep(pause)
     with Session(catalog.engine) as session, session.begin():
         for table, new in staged:
             namespace, name = table.name()[-2], table.name()[-1]
@@ -269,33 +292,40 @@ def publish_build(
     and publish nothing.
     """
     branch = audit_branch(invocation_id)
-    transactions, published = [], {}
-    for name in marts:
-        table = load_mart(catalog, lake_root, name)
-        ref = table.metadata.refs.get(branch)
-        if ref is None:
-            raise LakeError(
-                f"build {invocation_id} staged nothing for {NAMESPACE}.{name} — nothing was "
-                "published; run the whole `dbt build`"
-            )
-        current = table.metadata.current_snapshot_id
-        if current != base.get(name):
-            other = invocation_of(table, current) or "unknown"
-            raise PublishConflict(
-                f"another build (dbt invocation {other}) published {NAMESPACE}.{name} while "
-                f"build {invocation_id} ran — nothing of this build was published; run "
-                "`dbt build` again"
-            )
-        transactions.append(_publish_transaction(table, ref.snapshot_id, branch))
-        published[name] = ref.snapshot_id
-    try:
+
+    def publish_once() -> dict[str, int]:
+        transactions, published = [], {}
+        for name in marts:
+            table = load_mart(catalog, lake_root, name)
+            ref = table.metadata.refs.get(branch)
+            if ref is None:
+                raise LakeError(
+                    f"build {invocation_id} staged nothing for {NAMESPACE}.{name} — nothing was "
+                    "published; run the whole `dbt build`"
+                )
+            current = table.metadata.current_snapshot_id
+            if current != base.get(name):
+                other = invocation_of(table, current) or "unknown"
+                raise PublishConflict(
+                    f"another build (dbt invocation {other}) published {NAMESPACE}.{name} while "
+                    f"build {invocation_id} ran — nothing of this build was published; run "
+                    "`dbt build` again"
+                )
+            transactions.append(_publish_transaction(table, ref.snapshot_id, branch))
+            published[name] = ref.snapshot_id
         commit_together(catalog, transactions)
+        return published
+
+    # A table that changed while publishing may only have a new branch of another build that
+    # is staging: then nothing was published and publishing again succeeds. If another build
+    # published, the next attempt sees main moved and raises PublishConflict.
+    try:
+        return retry_conflicts(publish_once)
     except CommitFailedException as error:
         raise PublishConflict(
-            f"another build published while build {invocation_id} was publishing ({error}) — "
-            "nothing of this build was published; run `dbt build` again"
+            f"other builds kept changing the lake while build {invocation_id} was publishing "
+            f"({error}) — nothing of this build was published; run `dbt build` again"
         ) from error
-    return published
 
 
 def point_main_at(catalog: Catalog, lake_root: str, snapshots: Mapping[str, int]) -> None:

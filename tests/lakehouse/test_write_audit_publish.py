@@ -21,7 +21,8 @@ import mlflow
 import pytest
 
 from lakehouse.builds import pin_build
-from lakehouse.publish import PUBLISH_PAUSE_ENV
+from lakehouse.catalog import lake_uri, load_mart, open_catalog
+from lakehouse.publish import PUBLISH_PAUSE_ENV, audit_branch
 from tests.conftest import REPO_ROOT, DbtProject, generate_raw
 from tests.pipeline.outputs import current_build, read_mart, read_table
 from training import train
@@ -85,16 +86,23 @@ def start_build(project: DbtProject, raw: Path, extra_env: dict | None = None):
     )
 
 
-def kill_when(process: subprocess.Popen, marker: str) -> str:
-    """SIGKILL the build as soon as a line containing `marker` appears; its output so far."""
+def read_until(process: subprocess.Popen, marker: str) -> tuple[str, bool]:
+    """The build's output up to the first line containing `marker`; whether that line came."""
     seen = []
     for line in process.stdout:
         seen.append(line)
         if marker in line:
-            process.send_signal(signal.SIGKILL)
-            break
+            return "".join(seen), True
+    return "".join(seen), False
+
+
+def kill_when(process: subprocess.Popen, marker: str) -> str:
+    """SIGKILL the build as soon as a line containing `marker` appears; its output so far."""
+    output, seen = read_until(process, marker)
+    if seen:
+        process.send_signal(signal.SIGKILL)
     process.wait(timeout=120)
-    return "".join(seen)
+    return output
 
 
 @pytest.mark.parametrize(
@@ -198,6 +206,22 @@ def test_concurrent_builds_into_one_lake_publish_one_build(published, tmp_path):
     accepted = read_table(build, "trip_features").num_rows
     rejected = read_table(build, "trips_rejected").num_rows
     assert accepted + rejected == raw_lines
+
+
+def test_another_build_staging_while_this_one_publishes_does_not_stop_it(published):
+    project, bigger = published
+    build = start_build(project, bigger, {PUBLISH_PAUSE_ENV: "5"})
+    started, seen = read_until(build, "lake: publish held")
+    assert seen, started[-3000:]
+    # While the publish is held (its new metadata written, nothing swapped yet), another
+    # build stages trip_features: a new branch, main unchanged.
+    lake = lake_uri(project.lake)
+    table = load_mart(open_catalog(lake), lake, "trip_features")
+    with table.manage_snapshots() as snapshots:
+        snapshots.create_branch(table.metadata.current_snapshot_id, audit_branch("staging"))
+    output = build.communicate(timeout=600)[0]
+    assert build.returncode == 0, output[-3000:]
+    assert current_build(project.lake).invocation_id in output
 
 
 def test_training_with_an_older_snapshot_reads_that_build(published, tmp_path):

@@ -37,6 +37,13 @@ def s3_lake(tmp_path_factory, local_s3):
     return project, raws
 
 
+def failures(output: str) -> str:
+    """What a failed dbt build said about each failure (its summary is cut off otherwise)."""
+    lines = output.splitlines()
+    marks = [i for i, line in enumerate(lines) if "ERROR" in line or "Error" in line]
+    return "\n".join(line for i in marks for line in lines[i : i + 4])[-6000:] or output[-2000:]
+
+
 def current(project: S3DbtProject) -> dict:
     with reading(project):
         return fingerprint(project.lake)
@@ -83,7 +90,7 @@ def test_only_one_of_two_concurrent_s3_builds_publishes(s3_lake, tmp_path):
     with ThreadPoolExecutor(2) as pool:  # read both outputs at once: neither pipe fills up
         outputs = list(pool.map(lambda process: process.communicate(timeout=900)[0], builds))
     codes = [process.returncode for process in builds]
-    assert sorted(code == 0 for code in codes) == [False, True], [o[-2000:] for o in outputs]
+    assert sorted(code == 0 for code in codes) == [False, True], [failures(o) for o in outputs]
     loser = next(output for output, code in zip(outputs, codes, strict=True) if code != 0)
     assert "nothing of this build was published" in loser
     winner = next(output for output, code in zip(outputs, codes, strict=True) if code == 0)
