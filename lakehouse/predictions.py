@@ -16,7 +16,13 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
 from lakehouse.catalog import NAMESPACE, LakeError, load_mart, table_location
-from lakehouse.publish import data_files_of, ensure_table, list_data_files, main_data_files
+from lakehouse.publish import (
+    data_files_of,
+    ensure_table,
+    list_data_files,
+    main_data_files,
+    retry_conflicts,
+)
 
 TABLE = "fare_predictions"
 PARTITION = ("model_name", "model_version")
@@ -70,7 +76,8 @@ def publish_predictions(
         properties[SCORED_PROPERTY] = str(scored_snapshot_id)
     fields = [field.name for field in table.spec().fields]
     ours = {"model_name": model_name, "model_version": model_version}
-    try:
+
+    def commit(table: Table) -> int:
         with table.transaction() as transaction:
             new_files = data_files_of(table, transaction, files)
             producer = transaction.update_snapshot(snapshot_properties=properties).overwrite()
@@ -81,10 +88,15 @@ def publish_predictions(
                         producer.delete_data_file(data_file)
                 for data_file in new_files:
                     producer.append_data_file(data_file)
-            snapshot_id = producer.snapshot_id
+        return producer.snapshot_id
+
+    # Another `training.predict` committing first: done again on the table as it now is, so
+    # the files deleted are those of this version that are published now.
+    try:
+        snapshot_id = retry_conflicts(lambda: commit(table.refresh()))
     except CommitFailedException as error:
         raise LakeError(
-            f"{NAMESPACE}.{TABLE} changed while publishing ({error}) — another "
-            "`training.predict` published meanwhile; run it again"
+            f"{NAMESPACE}.{TABLE} kept changing while publishing ({error}) — other "
+            "`training.predict` runs published meanwhile; run it again"
         ) from error
     return snapshot_id
