@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+if __name__ == "__main__":  # parse the command line before the heavy imports below
+    from reports.cli import main_data_quality
+
+    sys.exit(main_data_quality())
+
 from reports import html
-from reports.marts import LakeError, add_build_arguments, as_of_time, open_build
+from reports.marts import as_of_time, open_build
 from reports.quality import collect
 from reports.quality_page import render
 
@@ -39,50 +43,5 @@ def write_report(
 
 
 def write_report_from_args(args: argparse.Namespace, out: Path) -> Path:
-    """`write_report` with the options `add_arguments` defined."""
+    """`write_report` with the options of `reports.cli.data_quality_parser`."""
     return write_report(args.lake, args.dbt_target, out, args.snapshot, as_of_time(args.as_of))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
-        prog="python -m reports.data_quality",
-        description="Write the data-quality and split-analysis page (static HTML) after dbt build.",
-    )
-    add_arguments(parser)
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("data/reports/data_quality.html"),
-        help="page to write (default data/reports/data_quality.html)",
-    )
-    return parser
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--lake, --snapshot/--as-of and --dbt-target, shared with `python -m reports`."""
-    parser.add_argument(
-        "--lake", type=Path, default=Path("data/lake"), help="lake root the marts were written to"
-    )
-    parser.add_argument(
-        "--dbt-target",
-        type=Path,
-        default=Path("dbt_project/target"),
-        help="dbt target folder with run_results.json and manifest.json",
-    )
-    add_build_arguments(parser)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        path = write_report_from_args(args, args.out)
-    except LakeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,6 @@ the build's snapshot does not list (older builds, failed or killed builds) are n
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,6 @@ __all__ = [
     "SPLITS",
     "LakeError",
     "MissingMarts",
-    "add_build_arguments",
     "as_of_time",
     "connect",
     "open_build",
@@ -49,28 +47,6 @@ def open_build(
     Raises LakeError naming the fix when the lake, its catalog or a mart is missing.
     """
     return pin_build(f"{str(lake).rstrip('/')}/trip_features", snapshot_id, as_of)
-
-
-def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    """--snapshot and --as-of: which published build to read (default the current one).
-
-    Read them back with `args.snapshot` and `as_of_time(args.as_of)`.
-    """
-    pinned = parser.add_mutually_exclusive_group()
-    pinned.add_argument(
-        "--snapshot",
-        type=int,
-        default=None,
-        metavar="ID",
-        help="read the build whose trip_features snapshot has this id "
-        "(`python -m lakehouse builds` lists them); default: the current build",
-    )
-    pinned.add_argument(
-        "--as-of",
-        default=None,
-        metavar="TIMESTAMP",
-        help="read the build that was current at this ISO 8601 time (no zone: UTC)",
-    )
 
 
 def as_of_time(text: str | None) -> datetime | None:

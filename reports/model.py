@@ -19,33 +19,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+if __name__ == "__main__":  # parse the command line before the heavy imports below
+    from reports.cli import main_model
+
+    sys.exit(main_model())
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from lakehouse.builds import PinnedBuild, pin_build
 from reports import html
+from reports.cli import GENERATOR_RECORD
 from reports.marts import (
     FEATURES,
     LABEL,
     SPLITS,
-    LakeError,
     MissingMarts,
-    add_build_arguments,
     as_of_time,
     connect,
     scan,
 )
 from reports.model_page import render
 from training.lake import discover_split, load_feature_stats
-from training.predict import DEFAULT_DATA, DEFAULT_MODEL
+from training.predict import DEFAULT_MODEL
 
 MART = "model_performance"
-GENERATOR_RECORD = "_generator.json"  # scripts.generate_raw.SIDECAR_NAME
 RUN_FIRST = "run `python -m training.predict` then `dbt build`"
 
 
@@ -337,67 +339,7 @@ def write_report(
 
 
 def write_report_from_args(args: argparse.Namespace, data: str, out: Path) -> Path:
-    """`write_report` with the options `add_arguments` and `add_build_arguments` defined."""
+    """`write_report` with the options of `reports.cli.model_parser`."""
     return write_report(
         data, out, args.model, args.tracking_uri, args.raw, args.snapshot, as_of_time(args.as_of)
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model and --raw, shared with `python -m reports`."""
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="registered model to describe: models:/<name>@<alias> or models:/<name>/<version> "
-        f"(default {DEFAULT_MODEL})",
-    )
-    parser.add_argument(
-        "--raw",
-        type=Path,
-        default=Path("data/raw"),
-        help=f"raw folder; its {GENERATOR_RECORD} (written by scripts.generate_raw) gives the "
-        "noise floor (default data/raw)",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
-        prog="python -m reports.model",
-        description="Write the model page (static HTML): one registered model version on one "
-        "published lake build, after `python -m training.predict` and `dbt build`.",
-    )
-    add_arguments(parser)
-    parser.add_argument(
-        "--data",
-        default=DEFAULT_DATA,
-        help=f"trip_features' location in the lake (default {DEFAULT_DATA})",
-    )
-    add_build_arguments(parser)
-    parser.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI of the model registry (default as training.tune: "
-        "$MLFLOW_TRACKING_URI, else sqlite data/mlflow.db)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("data/reports/model.html"),
-        help="page to write (default data/reports/model.html)",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        path = write_report_from_args(args, args.data, args.out)
-    except (LakeError, ModelNotFound) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

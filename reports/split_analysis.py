@@ -30,7 +30,11 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+
+if __name__ == "__main__":  # parse the command line before the heavy imports below
+    from reports.cli import main_split_analysis
+
+    sys.exit(main_split_analysis())
 
 import duckdb
 from scipy import stats
@@ -39,9 +43,7 @@ from lakehouse.builds import pin_build
 from reports.marts import (
     COLUMNS,
     SPLITS,
-    LakeError,
     MissingMarts,
-    add_build_arguments,
     as_of_time,
     connect,
     scan,
@@ -404,45 +406,11 @@ def text_report(analysis: SplitAnalysis) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
-        prog="python -m reports.split_analysis",
-        description="SEM vs sample size, the knee, the recommended held-out fraction and the "
-        "z-test of each split against train, from trip_features Parquet (no dbt needed).",
-    )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path("data/lake/trip_features"),
-        help="trip_features location, <lake_path>/trip_features (default data/lake/trip_features)",
-    )
-    add_build_arguments(parser)
-    parser.add_argument(
-        "--start-exponent",
-        type=int,
-        default=START_EXPONENT,
-        help="smallest sample is 2^this rows (default 10)",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        build = pin_build(
-            str(args.data), args.snapshot, as_of_time(args.as_of), marts=("trip_features",)
-        )
-        source = scan(build, "trip_features")
-        data = f"{build.lake_root}/trip_features (snapshot {build.snapshot_id})"
-        analysis = analyse(source, data, start_exponent=args.start_exponent)
-    except LakeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(analysis.to_dict(), indent=2) if args.json else text_report(analysis))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def report_from_args(args: argparse.Namespace) -> str:
+    """The analysis of the build `reports.cli.split_analysis_parser`'s options pin, as text or
+    JSON."""
+    build = pin_build(args.data, args.snapshot, as_of_time(args.as_of), marts=("trip_features",))
+    source = scan(build, "trip_features")
+    data = f"{build.lake_root}/trip_features (snapshot {build.snapshot_id})"
+    analysis = analyse(source, data, start_exponent=args.start_exponent)
+    return json.dumps(analysis.to_dict(), indent=2) if args.json else text_report(analysis)

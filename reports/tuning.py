@@ -19,10 +19,15 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
+
+if __name__ == "__main__":  # parse the command line before the heavy imports below
+    from reports.cli import main_tuning
+
+    sys.exit(main_tuning())
 
 import optuna
 from optuna.importance import FanovaImportanceEvaluator
@@ -31,12 +36,13 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from reports import html
+
+# training.tune's defaults, defined with the command line (a test keeps them equal).
+from reports.cli import DEFAULT_STORAGE as DEFAULT_STORAGE
+from reports.cli import DEFAULT_STUDY as DEFAULT_STUDY
 from training.defaults import default_tracking_uri
 from training.study import RUN_ATTR, first_line, masked
 
-# The defaults of `python -m training.tune` (training.tune.TuneConfig; a test keeps them equal).
-DEFAULT_STORAGE = "data/optuna.journal"
-DEFAULT_STUDY = "dc-taxi"
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attr (training.tune.PARENT_ATTR)
 # What training.champion records on the parent run when it crowns the best trial (a test of
 # the tuning page reads them back from a real tune).
@@ -465,41 +471,8 @@ def write_report(storage: str, study_name: str, out: Path, tracking_uri: str | N
 
 
 def write_report_from_args(args: argparse.Namespace, out: Path) -> Path:
-    """`write_report` with the options `add_arguments` defined."""
+    """`write_report` with the options of `reports.cli.tuning_parser`."""
     return write_report(args.storage, args.study_name, out, args.tracking_uri)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--storage, --study-name and --tracking-uri, shared with `python -m reports`."""
-    parser.add_argument(
-        "--storage",
-        default=DEFAULT_STORAGE,
-        help=f"Optuna journal file or RDB URL (default {DEFAULT_STORAGE}, as training.tune)",
-    )
-    parser.add_argument(
-        "--study-name", default=DEFAULT_STUDY, help=f"study to report (default {DEFAULT_STUDY})"
-    )
-    parser.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI the study was tracked in (default as training.tune: "
-        "$MLFLOW_TRACKING_URI, else sqlite data/mlflow.db); an http(s) server's runs are linked",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
-        prog="python -m reports.tuning",
-        description="Write the Optuna plots of a study as one self-contained HTML page.",
-    )
-    add_arguments(parser)
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("data/reports/tuning.html"),
-        help="page to write (default data/reports/tuning.html)",
-    )
-    return parser
 
 
 def quiet_optuna() -> None:
@@ -508,19 +481,3 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    quiet_optuna()
-    try:
-        path = write_report_from_args(args, args.out)
-    except StudyNotFound as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
