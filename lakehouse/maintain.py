@@ -6,11 +6,13 @@
   expired (the same builds on every mart, chosen by dbt invocation id).
 - Files under a mart's folder that no kept snapshot or metadata file references (data of
   failed or killed builds, old manifests and metadata) are deleted once older than the grace
-  period, so a build that is writing right now loses nothing.
+  period, so a build that is writing right now loses nothing; so are the dbt artifacts under
+  `_builds/` of every build not kept.
 """
 
 from __future__ import annotations
 
+import posixpath
 import time
 from dataclasses import dataclass, field
 
@@ -18,8 +20,9 @@ import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from lakehouse.build_artifacts import BUILDS_FOLDER
 from lakehouse.builds import invocation_id, published_snapshots
-from lakehouse.catalog import MARTS, load_mart, local_path
+from lakehouse.catalog import MARTS, lake_uri, load_mart, local_path
 from lakehouse.publish import AUDIT_PREFIX
 
 
@@ -139,9 +142,31 @@ def maintain(
         raise ValueError("keep at least the current build (--keep 1)")
     tables = {name: load_mart(catalog, lake_root, name) for name in MARTS}
     builds = kept_builds(tables["trip_features"], keep)
-    return {
+    done = {
         name: clean_table(table, keep, grace_s, dry_run, builds) for name, table in tables.items()
     }
+    done[BUILDS_FOLDER] = clean_artifacts(lake_root, builds, grace_s, dry_run)
+    return done
+
+
+def clean_artifacts(lake_root: str, builds: list[str], grace_s: float, dry_run: bool) -> Cleanup:
+    """The dbt artifacts of builds that are not kept (`lakehouse.build_artifacts`), once older
+    than the grace period: a build that is publishing right now keeps its own."""
+    done = Cleanup()
+    root = f"{lake_uri(lake_root)}/{BUILDS_FOLDER}/"
+    by_build: dict[str, list] = {}
+    for found in files_under(root):
+        by_build.setdefault(found[0].removeprefix(root).split("/", 1)[0], []).append(found)
+    for build, files in by_build.items():
+        newest = max(info.mtime.timestamp() if info.mtime else time.time() for _, info, _ in files)
+        if build in builds or time.time() - newest < grace_s:
+            continue
+        done.files += [uri for uri, _, _ in files]
+        done.bytes += sum(info.size or 0 for _, info, _ in files)
+        if not dry_run:
+            _, info, filesystem = files[0]  # the build's folder holds only its files
+            filesystem.delete_dir(posixpath.dirname(info.path))
+    return done
 
 
 __all__ = ["Cleanup", "maintain"]

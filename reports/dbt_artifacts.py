@@ -1,10 +1,18 @@
-"""The dbt test results of the last `dbt build`, from `run_results.json` and `manifest.json`."""
+"""The dbt test results of a build: from the artifacts it recorded in the lake
+(`lakehouse.build_artifacts`), or from a dbt target folder's `run_results.json` and
+`manifest.json` (whatever dbt command ran there last)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lakehouse.build_artifacts import MANIFEST, RUN_RESULTS, read_artifact
+
+if TYPE_CHECKING:
+    from lakehouse.builds import PinnedBuild
 
 # Which VACUUM principle (or other check) each kind of dbt test stands for.
 PRINCIPLE_OF_TEST = {
@@ -112,11 +120,24 @@ def load_dbt_run(target: Path) -> DbtRun | None:
 
     `tests` is empty when that command ran none (e.g. `dbt docs generate` after the build).
     """
-    results = read_json(target / "run_results.json")
+    return dbt_run_of(read_json(target / "run_results.json"), read_json(target / "manifest.json"))
+
+
+def load_build_dbt_run(build: PinnedBuild) -> DbtRun | None:
+    """The tests of the dbt build that published `build`, from the artifacts it recorded in
+    the lake; None for a build that recorded none (older, or built on Athena)."""
+    results = read_artifact(build.lake_root, build.invocation_id, RUN_RESULTS)
+    if results is None:
+        return None
+    manifest = read_artifact(build.lake_root, build.invocation_id, MANIFEST) or {}
+    return dbt_run_of(results, manifest)
+
+
+def dbt_run_of(results: dict, manifest: dict) -> DbtRun | None:
+    """A dbt command's tests from its run_results and manifest documents (None: no results)."""
     if not results:
         return None
     args = results.get("args", {})
-    manifest = read_json(target / "manifest.json")
     nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
     tests = [
         describe_test(result, nodes.get(result["unique_id"], {}))

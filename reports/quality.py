@@ -7,9 +7,10 @@ from pathlib import Path
 
 import duckdb
 
+from lakehouse.build_artifacts import RUN_RESULTS, artifacts_uri
 from lakehouse.builds import PinnedBuild
 from reports import split_analysis
-from reports.dbt_artifacts import DbtRun, load_dbt_run
+from reports.dbt_artifacts import DbtRun, load_build_dbt_run, load_dbt_run
 from reports.marts import COLUMNS, SPLITS, connect, scan
 
 # Rejection reasons in the order the VACUUM rules are applied, with their principle.
@@ -65,6 +66,7 @@ class QualityReport:
     histograms: tuple[Histogram, ...]
     splits: split_analysis.SplitAnalysis
     dbt_run: DbtRun | None
+    dbt_results: str  # where dbt_run came from: the build's recorded run_results, or the target's
     dbt_target: Path
 
     @property
@@ -199,7 +201,12 @@ def histogram(
 
 
 def collect(build: PinnedBuild, dbt_target: Path) -> QualityReport:
-    """Read every mart of the pinned build and the dbt artifacts the page needs."""
+    """Read every mart of the pinned build and the dbt artifacts the page needs: those the
+    build recorded in the lake; `dbt_target`'s only for a build that recorded none."""
+    dbt_run = load_build_dbt_run(build)
+    dbt_results = f"{artifacts_uri(build.lake_root, build.invocation_id)}/{RUN_RESULTS}"
+    if dbt_run is None:
+        dbt_run, dbt_results = load_dbt_run(dbt_target), str(dbt_target / RUN_RESULTS)
     sources = {mart: scan(build, mart) for mart in build.snapshots}
     con = connect()
     features = sources["trip_features"]
@@ -211,6 +218,7 @@ def collect(build: PinnedBuild, dbt_target: Path) -> QualityReport:
         feature_stats=read_feature_stats(con, sources["feature_stats"]),
         histograms=tuple(histogram(con, features, c, c in integers) for c in COLUMNS),
         splits=split_analysis.analyse(features, f"{build.lake_root}/trip_features"),
-        dbt_run=load_dbt_run(dbt_target),
+        dbt_run=dbt_run,
+        dbt_results=dbt_results,
         dbt_target=dbt_target,
     )

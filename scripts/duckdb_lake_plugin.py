@@ -10,6 +10,9 @@ Registers scalar functions the dbt macros in ``macros/lake.sql`` call:
 - ``lake_stage(lake_root, mart, invocation_id, data_folder, schema_file, partition_by)``:
   post-hook of each mart; registers the Parquet files DuckDB just wrote as the mart's snapshot
   on the build's audit branch and returns them as JSON (the relation the tests then read).
+- ``lake_record_build(lake_root, invocation_id, run_results_json, manifest_path)``: on-run-end,
+  before publishing; writes the build's run results and manifest into the lake
+  (``lakehouse/build_artifacts.py``) and returns where.
 - ``lake_publish(lake_root, invocation_id, marts_json)``: on-run-end; publishes every staged
   mart in one catalog transaction, or fails naming the other build that published meanwhile.
 - ``lake_table_files(lake_root, table)``: on-run-start; the current data files of a lake table
@@ -24,9 +27,11 @@ import fnmatch
 import json
 import os
 import threading
+from pathlib import Path
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
+from lakehouse.build_artifacts import record_build
 from lakehouse.catalog import (
     REMOTE_SCHEMES,
     LakeError,
@@ -146,6 +151,15 @@ class Plugin(BasePlugin):
         )
         return ", ".join(f"{name} snapshot {sid}" for name, sid in published.items())
 
+    def lake_record_build(
+        self, lake_root: str, invocation_id: str, run_results_json: str, manifest: str
+    ) -> str:
+        if invocation_id not in self.bases:
+            raise LakeError(
+                "the on-run-start hook did not finish for this build — nothing was published"
+            )
+        return record_build(lake_root, invocation_id, json.loads(run_results_json), Path(manifest))
+
     def lake_table_files(self, lake_root: str, table: str) -> str:
         """The current published data files of a lake table that dbt does not build (JSON list
         of paths; empty before it exists): what the `lake` source's view reads."""
@@ -163,5 +177,6 @@ class Plugin(BasePlugin):
         register("raw_folder_problems", raw_folder_problems, 1)
         register("lake_begin", self.lake_begin, 2)
         register("lake_stage", self.lake_stage, 6)
+        register("lake_record_build", self.lake_record_build, 4)
         register("lake_publish", self.lake_publish, 3)
         register("lake_table_files", self.lake_table_files, 2)

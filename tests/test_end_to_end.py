@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import Counter
 
 import mlflow
 import pytest
@@ -52,9 +54,22 @@ def test_train_and_tune_read_what_dbt_build_wrote(lake, tmp_path):
 
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert len(runs) >= 4  # one train run, one study parent, two trials
+    # The build's dbt artifacts, recorded in the lake: the manifest dbt wrote for it when it
+    # started (dbt rewrites the target's at the end, with compiled SQL: same nodes) and how its
+    # tests ended (dbt's own count of test statuses in the target's run_results.json).
+    manifest = (lake.lake / "_builds" / invocation_id / "manifest.json").read_bytes()
+    final = json.loads((lake.root / "dbt_target" / "manifest.json").read_text())
+    assert json.loads(manifest)["metadata"]["invocation_id"] == invocation_id
+    assert json.loads(manifest)["nodes"].keys() == final["nodes"].keys()
+    results = json.loads((lake.root / "dbt_target" / "run_results.json").read_text())["results"]
+    tested = ("test.", "unit_test.")
+    statuses = Counter(r["status"] for r in results if r["unique_id"].startswith(tested))
     for run in runs:
         tags = run.data.tags
         assert tags["dbt.invocation_id"] == invocation_id
+        assert tags["dbt.manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
+        assert tags["dbt.tests"] == ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+        assert tags["dbt.artifacts"].endswith(f"/_builds/{invocation_id}")
         assert tags["data.train.rows"] == str(rows["train"])
         assert tags["data.validation.rows"] == str(rows["validation"])
     champion = mlflow.MlflowClient().get_model_version_by_alias("dc-taxi-fare", "champion")

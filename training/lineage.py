@@ -1,4 +1,5 @@
-"""Where a model came from: the pinned lake build, its Parquet files and rows.
+"""Where a model came from: the pinned lake build, its Parquet files and rows, and the dbt
+artifacts that build recorded beside its data (manifest checksum, how its tests ended).
 
 The code's git commit is MLflow's own `mlflow.source.git.commit` tag (set when the code runs
 from a git checkout; absent, not an error, in an image or an installed copy).
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 
 import mlflow
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 
+from lakehouse.build_artifacts import RUN_RESULTS, artifacts_uri, read_artifact
 from lakehouse.builds import PinnedBuild
 from training.lake import SplitFiles
 
@@ -35,7 +38,7 @@ def collect_lineage(data_uri: str, build: PinnedBuild, splits: dict[str, SplitFi
     The dbt invocation id comes from the snapshot's summary, i.e. from the build that really
     wrote the data, not from whatever `dbt_project/target/` holds now.
     """
-    tags = {"data.uri": data_uri, **build.describe()}
+    tags = {"data.uri": data_uri, **build.describe(), **dbt_tags(build)}
     files = []
     for split, split_files in splits.items():
         tags[f"data.{split}.rows"] = str(split_files.num_rows)
@@ -45,6 +48,25 @@ def collect_lineage(data_uri: str, build: PinnedBuild, splits: dict[str, SplitFi
             for part in split_files.parts
         ]
     return Lineage(tags=tags, files=files)
+
+
+def dbt_tags(build: PinnedBuild) -> dict[str, str]:
+    """Where the build's dbt artifacts are, the checksum of its manifest and how its tests
+    ended (`lakehouse.build_artifacts`); only the first for a build that recorded none."""
+    folder = artifacts_uri(build.lake_root, build.invocation_id)
+    results = read_artifact(build.lake_root, build.invocation_id, RUN_RESULTS)
+    if results is None:
+        return {"dbt.artifacts": f"none recorded by build {build.invocation_id}"}
+    statuses = Counter(
+        result["status"]
+        for result in results.get("results", [])
+        if result["unique_id"].split(".")[0] in ("test", "unit_test")
+    )
+    return {
+        "dbt.artifacts": folder,
+        "dbt.manifest_sha256": results.get("metadata", {}).get("manifest_sha256", ""),
+        "dbt.tests": ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())),
+    }
 
 
 def log_dataset(build: PinnedBuild, lineage: Lineage) -> None:

@@ -147,7 +147,49 @@
     )
 {%- endmacro %}
 
+{#- What ran in this build and how it ended, in dbt's run_results format (run_results.json is
+    only written after this hook): recorded in the lake beside the data (build_artifacts.py). -#}
+{% macro lake_run_results(results) -%}
+    {%- set entries = [] -%}
+    {%- for result in results -%}
+        {%- do entries.append({
+            'unique_id': result.node.unique_id,
+            'status': result.status ~ '',
+            'failures': result.failures,
+            'message': result.message,
+            'execution_time': result.execution_time,
+        }) -%}
+    {%- endfor -%}
+    {{- return(tojson({
+        'metadata': {
+            'dbt_version': dbt_version,
+            'generated_at': modules.datetime.datetime.now(modules.pytz.utc).isoformat(),
+            'invocation_id': invocation_id,
+        },
+        'args': {
+            'which': flags.WHICH,
+            'invocation_command': invocation_args_dict.get('invocation_command'),
+        },
+        'run_started_at': run_started_at.isoformat(),
+        'results': entries,
+    })) -}}
+{%- endmacro %}
+
+{#- The manifest.json dbt wrote for this invocation. -#}
+{% macro lake_manifest_path() -%}
+    {%- set project_dir = invocation_args_dict.get('project_dir') or '.' -%}
+    {%- set target = invocation_args_dict.get('target_path') or flags.TARGET_PATH or 'target' -%}
+    {%- set folder = target if target.startswith('/') else project_dir ~ '/' ~ target -%}
+    {{- return(folder ~ '/manifest.json') -}}
+{%- endmacro %}
+
 {% macro duckdb__publish_lake(results) -%}
+    {%- set recorded = run_query(
+        'select lake_record_build(' ~ sql_string(lake_root()) ~ ', ' ~ sql_string(invocation_id)
+        ~ ', ' ~ sql_string(lake_run_results(results)) ~ ', ' ~ sql_string(lake_manifest_path())
+        ~ ')'
+    ) -%}
+    {{ log('lake: dbt artifacts of this build in ' ~ recorded.columns[0].values()[0], info=True) }}
     {{ log('lake: publishing build ' ~ invocation_id, info=True) }}
     {%- set published = run_query(
         'select lake_publish(' ~ sql_string(lake_root()) ~ ', ' ~ sql_string(invocation_id)

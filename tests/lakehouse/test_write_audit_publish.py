@@ -23,6 +23,7 @@ import pytest
 from lakehouse.builds import pin_build
 from lakehouse.catalog import lake_uri, load_mart, open_catalog
 from lakehouse.publish import PUBLISH_PAUSE_ENV, audit_branch
+from reports.dbt_artifacts import load_build_dbt_run, load_dbt_run
 from tests.conftest import REPO_ROOT, DbtProject, generate_raw
 from tests.pipeline.outputs import current_build, read_mart, read_table
 from training import train
@@ -164,6 +165,14 @@ def test_a_failing_error_test_publishes_nothing(published, tmp_path):
     assert result.returncode != 0
     assert "lake: NOT published" in result.output
     assert fingerprint(project.lake) == before
+    # The target's run_results.json is now the failed build's; the published build's own
+    # test results, recorded in the lake, are what readers get.
+    failed = load_dbt_run(project.root / "dbt_target")
+    assert any(test.status_kind == "fail" for test in failed.tests)
+    recorded = load_build_dbt_run(current_build(project.lake))
+    assert recorded.invocation_id == before["invocation"] != failed.invocation_id
+    assert recorded.tests and not any(test.status_kind == "fail" for test in recorded.tests)
+    assert {test.unique_id for test in recorded.tests} == {test.unique_id for test in failed.tests}
 
 
 def test_concurrent_builds_into_one_lake_publish_one_build(published, tmp_path):
