@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.build_artifacts import BUILDS_FOLDER, MANIFEST, RUN_RESULTS
 from lakehouse.builds import PinnedBuild, pin_build
 from lakehouse.catalog import MARTS
 from scripts.upload_raw import upload_folder
@@ -137,7 +138,10 @@ def test_every_mart_is_an_iceberg_table_on_s3(local_s3, s3_build):
         for key in objects
         if not key.endswith("/")
     }
-    assert top == set(MARTS)
+    assert top == {*MARTS, BUILDS_FOLDER}
+    # Beside them, the build's dbt artifacts (lakehouse/build_artifacts.py).
+    artifacts = f"{_lake_key(project)}/{BUILDS_FOLDER}/{build.invocation_id}"
+    assert {f"{artifacts}/{RUN_RESULTS}", f"{artifacts}/{MANIFEST}"} <= set(objects)
 
 
 @pytest.mark.parametrize("mart", FILLED_MARTS)
