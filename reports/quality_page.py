@@ -42,19 +42,28 @@ def feature_stats_match(report: QualityReport, column: split_analysis.ColumnAnal
     )
 
 
+def correction_text(analysis: split_analysis.SplitAnalysis) -> str:
+    """The flagging rule in words: Bonferroni over the pairs compared, with its numbers."""
+    a = analysis
+    return (
+        f"A pair is flagged when its p-value is below &alpha;/m = {a.alpha:g}/{a.comparisons} = "
+        f"{html.p_value(a.p_value_threshold)}, i.e. |z| &gt; {html.fixed(a.z_threshold, 4)}: "
+        f"the Bonferroni correction for the {a.comparisons} (column, held-out split) pairs "
+        f"compared, so that a correct random split is flagged in at most {a.alpha:.0%} of builds."
+    )
+
+
 def flagged_pairs_text(analysis: split_analysis.SplitAnalysis) -> str:
-    """The z-test's flagged (column, split) pairs and how many chance alone would flag."""
-    pairs = [t for c in analysis.columns for t in c.tests if t.p_value is not None]
+    """The flagged (column, split) pairs with their z and p, and the rule that flagged them."""
     flagged = ", ".join(
         f"<code>{html.esc(name)}</code> in {html.esc(test.split)} "
-        f"(p = {html.p_value(test.p_value)})"
+        f"(z = {html.fixed(test.z, 2)}, p = {html.p_value(test.p_value)})"
         for name, test in analysis.flagged
     )
     return (
-        f"Flagged: {flagged}. At p &lt; {split_analysis.ALPHA} about "
-        f"{split_analysis.ALPHA * len(pairs):.1f} of these {len(pairs)} (column, split) pairs "
-        "are flagged by chance alone even in a perfect random split, so a flag or two is "
-        'expected; see the <a href="#z-tests">z-tests</a>.'
+        f"Flagged: {flagged}. {correction_text(analysis)} A flagged mean differs from train's "
+        'by more than chance explains; see the <a href="#z-tests">z-tests</a> and the '
+        '<a href="#distributions">distributions</a>.'
     )
 
 
@@ -79,7 +88,7 @@ def dbt_test_attention(test: DbtTest, analysis: split_analysis.SplitAnalysis | N
     if where:
         text += f" on <code>{html.esc(where)}</code>"
     if test.failures:
-        text += f": {test.failures:,} failing rows"
+        text += f": {test.failures:,} failing row{'s' if test.failures != 1 else ''}"
     # dbt's "Got 2 results, configured to warn if != 0" only repeats the failing rows.
     if test.message and not re.match(r"Got \d+ results?, configured to", test.message):
         text += f" — {html.esc(test.message)}"
@@ -122,8 +131,9 @@ def attentions(report: QualityReport) -> list[Attention]:
                 "no-dbt-results",
                 "warn",
                 "no dbt tests",
-                f"No run_results.json under <code>{html.esc(report.dbt_target)}</code> — run "
-                "<code>dbt build</code>, then this report again.",
+                "This build recorded no dbt results in the lake (built on Athena, or before "
+                f"builds did) and <code>{html.esc(report.dbt_target)}</code> has no "
+                "run_results.json — run <code>dbt build</code>, then this report again.",
             )
         )
     elif not run.tests:
@@ -151,7 +161,9 @@ def attentions(report: QualityReport) -> list[Attention]:
     found += [dbt_test_attention(t, own) for t in tests]
     z_test_warned = own is not None and any(t.kind == "splits_are_representative" for t in tests)
     if report.splits.flagged and not z_test_warned:
-        found.append(Attention("z-tests", "warn", "p < 0.05", flagged_pairs_text(report.splits)))
+        found.append(
+            Attention("z-tests", "warn", "split differs", flagged_pairs_text(report.splits))
+        )
     return sorted(found, key=lambda item: item.kind != "fail")  # stable: failures first
 
 
@@ -203,7 +215,7 @@ def other_build_warning(report: QualityReport) -> str:
         return ""
     return (
         '<p class="caveat tests-other-build"><b>These dbt test results are of another build.</b> '
-        f"<code>{html.esc(report.dbt_target / 'run_results.json')}</code> is from dbt invocation "
+        f"<code>{html.esc(report.dbt_results)}</code> is from dbt invocation "
         f"<code>{html.esc(report.dbt_run.invocation_id)}</code>; the marts on this page are "
         f"from build <code>{html.esc(report.build.invocation_id)}</code>. Point "
         "<code>--dbt-target</code> at that build's target folder to see its tests.</p>"
@@ -413,10 +425,10 @@ def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Secti
     for column in a.columns:
         for test in column.tests:
             verdict = (
-                html.badge("p < 0.05", "warn")
-                if test.flagged
-                else html.badge("ok", "ok")
-                if test.p_value is not None
+                html.badge("flagged", "warn")
+                if a.is_flagged(test)
+                else html.badge("passes", "ok")
+                if test.z is not None
                 else html.badge("constant", "warn")
             )
             z_rows.append(
@@ -455,10 +467,10 @@ def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Secti
         )
         + "<h3>Each held-out split against train (z-test)</h3>"
         "<p>z = (mean<sub>split</sub> &minus; mean<sub>train</sub>) / (&sigma;<sub>train</sub> / √n"
-        "<sub>split</sub>), two-sided p-value; the same test as dbt's "
-        "<code>splits_are_representative</code> (a warning).</p>"
+        "<sub>split</sub>) and its two-sided p-value, per pair: the book's test.</p>"
+        + z_decision(a)
         + html.table(
-            ["column", "split", "rows", "split mean", "train mean", "z", "p-value", ""],
+            ["column", "split", "rows", "split mean", "train mean", "z", "p-value", "flag"],
             z_rows,
             table_id="z-tests",
             row_ids=z_ids,
@@ -467,6 +479,30 @@ def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Secti
         f"<ul>{caveats}</ul></div>"
     )
     return html.Section("split-analysis", "Split analysis", body)
+
+
+def z_decision(a: split_analysis.SplitAnalysis) -> str:
+    """Which pairs the corrected z-test flags, and the rule: the decision dbt's test makes."""
+    if not a.comparisons:
+        return '<p id="z-decision">No pair to compare: every column is constant in train.</p>'
+    flagged = len(a.flagged)
+    verdict = (
+        f"<b>{flagged} of {a.comparisons} pairs flagged.</b>"
+        if flagged
+        else f"All {a.comparisons} pairs pass: nothing is flagged."
+    )
+    constant = sorted({c.column for c in a.columns for t in c.tests if t.z is None})
+    not_compared = (
+        f" ({', '.join(f'<code>{html.esc(name)}</code>' for name in constant)}: constant in "
+        "train, no z, not counted.)"
+        if constant
+        else ""
+    )
+    return (
+        f'<p id="z-decision">{verdict} {correction_text(a)}{not_compared} dbt\'s '
+        "<code>splits_are_representative</code> test makes the same decision and warns when "
+        "any pair is flagged.</p>"
+    )
 
 
 def held_out_sizes(a: split_analysis.SplitAnalysis) -> str:
@@ -509,12 +545,13 @@ def dbt_tests_section(report: QualityReport) -> html.Section:
             "dbt-tests",
             "VACUUM tests (dbt)",
             html.Raw(
-                f'<p class="caveat">No run_results.json under {html.esc(report.dbt_target)} — '
-                "run <code>dbt build</code>, then this report again.</p>"
+                '<p class="caveat">This build recorded no dbt results in the lake and '
+                f"<code>{html.esc(report.dbt_target)}</code> has no run_results.json — run "
+                "<code>dbt build</code>, then this report again.</p>"
             ),
         )
     intro = (
-        f"<p>From <code>{html.esc(report.dbt_target / 'run_results.json')}</code>: "
+        f"<p>From <code>{html.esc(report.dbt_results)}</code>: "
         f"<code>{html.esc(run.command)}</code>, dbt {html.esc(run.dbt_version)}, "
         f"{html.esc(run.generated_at)}, invocation <code>{html.esc(run.invocation_id)}</code>.</p>"
         + other_build_warning(report)

@@ -56,6 +56,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         shown = "default" in text or not action.option_strings
+        if isinstance(action, argparse._CountAction):  # -v: "(default: 0)" says nothing
+            return text
         if shown or any(action.default is nothing for nothing in (None, False, argparse.SUPPRESS)):
             return text
         return f"{text} (default: %(default)s)"

@@ -325,24 +325,24 @@ def write_all(model: ResolvedModel, batches: Iterator, progress) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.predict",
-        description="Score trips with a registered fare model; publish the predictions into "
-        "the lake (dc_taxi.fare_predictions) or write them next to --input.",
-        allow_abbrev=False,
+    from training.cli import new_parser
+
+    parser = new_parser(
+        "python -m training.predict",
+        "Score trips with a registered fare model; publish the predictions into the lake "
+        "(dc_taxi.fare_predictions) or write them next to --input.",
     )
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"MLflow model URI: models:/<name>@<alias>, models:/<name>/<version> or "
-        f"runs:/<run id>/model (default {DEFAULT_MODEL})",
+        help="MLflow model URI: models:/<name>@<alias>, models:/<name>/<version> or "
+        "runs:/<run id>/model",
     )
     source = parser.add_argument_group("what to score")
     source.add_argument(
         "--data",
         default=DEFAULT_DATA,
-        help=f"trip_features' location in the lake; its current published build is scored "
-        f"(default {DEFAULT_DATA})",
+        help="trip_features' location in the lake; its current published build is scored",
     )
     pin = source.add_mutually_exclusive_group()
     pin.add_argument("--snapshot", type=int, help="score this trip_features snapshot instead")
@@ -365,14 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-rows",
         type=int,
         default=PredictConfig.batch_rows,
-        help=f"rows scored at once (default {PredictConfig.batch_rows})",
+        help="rows scored at once",
     )
     run.add_argument(
         "--threads",
         type=int,
         help="torch threads for the network (default: all cores but one, which reads and writes)",
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -430,10 +429,15 @@ def run(config: PredictConfig) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    config = config_from_args(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    config = config_from_args(args)
     problems = argument_problems(config)
     if problems:
         parser.error("; ".join(problems))
+    from training.cli import quiet_libraries, quiet_loggers
+
+    quiet_libraries(args.verbose)
+    quiet_loggers(args.verbose)
     from mlflow.exceptions import MlflowException
 
     from lakehouse.catalog import LakeError

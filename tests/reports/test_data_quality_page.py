@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from reports import split_analysis
 from reports.data_quality import write_report
 from reports.dbt_artifacts import load_dbt_run
 from reports.marts import COLUMNS
 from tests.conftest import DbtProject, generate_raw
 from tests.pipeline.outputs import current_build, read_mart
+from tests.pipeline.split_check import SPLIT_CHECK, shift_test_split_fares, split_check_failures
 from tests.reports.conftest import run_module
 
 pytestmark = pytest.mark.slow
@@ -115,16 +117,49 @@ def test_month_table_has_one_row_per_raw_file(page, built_lake):
     assert shown == files
 
 
+def z_test_flags(page) -> dict[str, str]:
+    """{row id: the flag column's text} of the page's z-test table."""
+    return page.script(
+        "return Object.fromEntries(Array.from(document.querySelectorAll('#z-tests tbody tr'))"
+        ".map(tr => [tr.id, tr.lastElementChild.textContent]))"
+    )
+
+
 def test_flagged_splits_are_the_ones_dbt_warned_about(page, dbt_target):
     results = json.loads((dbt_target / "run_results.json").read_text())["results"]
-    (dbt_check,) = [r for r in results if "splits_are_representative" in r["unique_id"]]
-    flagged = page.script(
-        "return Array.from(document.querySelectorAll('#z-tests tbody tr'))"
-        ".filter(tr => tr.textContent.includes('p < 0.05')).length"
-    )
-    assert flagged == dbt_check["failures"]
-    assert page.count("#z-tests tbody tr") == 2 * 9  # validation and test, label + 8 features
+    (dbt_check,) = [r for r in results if r["unique_id"].split(".")[2] == SPLIT_CHECK]
+    # The generator's hash-random splits: no warning from dbt, no flag on the page.
+    assert (dbt_check["status"], dbt_check["failures"]) == ("pass", 0)
+    flags = z_test_flags(page)
+    assert len(flags) == 2 * 9  # validation and test, label + 8 features
+    assert list(flags.values()).count("flagged") == 0
+    assert page.count("#attention-z-tests") == 0
     assert "Where this method is weak" in page.text("#split-caveats")
+
+
+def test_the_page_uses_the_threshold_dbt_compiled(page, dbt_target):
+    """Same alpha, same columns, same m and the same corrected threshold as the dbt test."""
+    manifest = json.loads((dbt_target / "manifest.json").read_text())
+    (node,) = [n for n in manifest["nodes"].values() if n["name"] == SPLIT_CHECK]
+    arguments = node["test_metadata"]["kwargs"]
+    assert arguments["alpha"] == split_analysis.ALPHA
+    assert arguments["features"] == list(COLUMNS)
+    flags = z_test_flags(page)
+    # Four months of 2015: pickup_year is constant in train, so it has no z.
+    assert {row for row, flag in flags.items() if flag == "constant"} == {
+        "z-pickup_year-validation",
+        "z-pickup_year-test",
+    }
+    m = len(flags) - 2
+    compiled = re.search(rf"when {m} then ([0-9.e+-]+)", node["compiled_code"])
+    dbt_threshold = float(compiled.group(1))
+    threshold = split_analysis.bonferroni_z_threshold(split_analysis.ALPHA, m)
+    assert dbt_threshold == pytest.approx(threshold, abs=1e-8)
+    decision = page.text("#z-decision")
+    assert decision.startswith(f"All {m} pairs pass: nothing is flagged.")
+    assert f"|z| > {dbt_threshold:.4f}" in decision  # 2.9552
+    assert f"\N{GREEK SMALL LETTER ALPHA}/m = 0.05/{m} = {0.05 / m:#.3g}" in decision
+    assert f"for the {m} (column, held-out split) pairs compared" in decision
 
 
 def test_the_knee_is_worded_as_the_weak_guide_it_is(page):
@@ -312,6 +347,35 @@ def test_snapshot_reports_the_older_build(browser, two_builds, tmp_path):
     assert page.number("#summary-rejected-rows td") == first["rejected"]
     assert page.number("#summary-raw-lines td") == first["accepted"] + first["rejected"]
     assert page.count("#reconciliation .fail") == 0
+    # The tests shown are the older build's own, recorded in the lake when it published,
+    # though the target's run_results.json is the second build's.
+    assert page.count(".tests-other-build") == 0
+    assert f"_builds/{first['invocation']}/run_results.json" in page.text("#dbt-tests p")
+    assert first["invocation"] in page.text("#dbt-tests p")
+    assert page.console_errors() == []
+    page.screenshot("data_quality_older_build")
+
+
+def test_a_build_without_recorded_artifacts_shows_the_targets_tests_as_another_builds(
+    browser, two_builds, tmp_path
+):
+    project, (first, second) = two_builds
+    recorded = project.lake / "_builds" / first["invocation"]
+    hidden = tmp_path / "hidden"
+    recorded.rename(hidden)  # as for a build made on Athena, or before builds recorded them
+    try:
+        out = tmp_path / "older.html"
+        result = run_module(
+            "reports.data_quality",
+            "--lake", str(project.lake),
+            "--dbt-target", str(project.root / "dbt_target"),
+            "--snapshot", str(first["snapshot"]),
+            "--out", str(out),
+        )  # fmt: skip
+    finally:
+        hidden.rename(recorded)
+    assert result.returncode == 0, result.stderr
+    page = browser.open(out)
     # run_results.json in the target is the second build's: the page says its tests are not
     # of the build it shows.
     assert page.count(".tests-other-build") == 2  # in the summary and above the tests
@@ -365,3 +429,50 @@ def test_reports_cli_takes_a_snapshot(two_builds, tmp_path):
     assert result.returncode == 2  # no study: the tuning page is skipped
     assert result.stdout.split() == [str(tmp_path / "data_quality.html")]
     assert first["invocation"] in (tmp_path / "data_quality.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def biased_build(tmp_path_factory, request) -> tuple[DbtProject, Path]:
+    """The report fixture's raw data with every test-split fare $1 higher, built with
+    `dbt build --store-failures`, and its data-quality page."""
+    project = DbtProject(
+        tmp_path_factory.mktemp("biased-lake"), request.config.getoption("--dbt-target")
+    )
+    project.raw.mkdir()
+    generate_raw(project.raw, rows=20_000, months="2015-01:2015-04", seed=11)
+    assert shift_test_split_fares(project.raw, 1.0) > 0
+    built = project.dbt("build", "--store-failures")
+    assert built.returncode == 0, built.output[-4000:]
+    out = project.root / "data_quality.html"
+    result = run_module(
+        "reports.data_quality",
+        "--lake", str(project.lake),
+        "--dbt-target", str(project.root / "dbt_target"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return project, out
+
+
+def test_a_biased_split_is_flagged_as_dbt_failed_it(browser, biased_build):
+    project, out = biased_build
+    failures = split_check_failures(project)
+    assert [(row["feature_name"], row["split"]) for row in failures] == [("fare_amount", "test")]
+    (failure,) = failures
+    page = browser.open(out)
+    flags = z_test_flags(page)
+    assert [row for row, flag in flags.items() if flag == "flagged"] == ["z-fare_amount-test"]
+    z, p = f"{failure['z_score']:.2f}", f"{failure['p_value']:#.3g}"
+    assert page.text("#z-fare_amount-test td:nth-child(6)") == z
+    assert page.text("#z-fare_amount-test td:nth-child(7)") == p
+    m = failure["comparisons"]
+    decision = page.text("#z-decision")
+    assert decision.startswith(f"1 of {m} pairs flagged.")
+    assert f"|z| > {failure['z_threshold']:.4f}" in decision
+    assert f"0.05/{m} = {failure['p_value_threshold']:#.3g}" in decision
+    # At the top: what dbt warned about, with the pair's numbers and no excuse.
+    warned = page.text(f"#attention-dbt-{SPLIT_CHECK}")
+    assert f"Flagged: fare_amount in test (z = {z}, p = {p})." in warned
+    assert "expected" not in warned
+    assert page.console_errors() == []
+    page.screenshot("data_quality_biased_split")

@@ -29,7 +29,7 @@ CLIS = ("training.train", "training.tune", "training.workers")
 # generator imports its libraries at the top); anything more fails.
 STILL_IMPORTED = {"scripts.generate_raw": {"numpy", "pyarrow", "scipy", "tqdm"}}
 # Console scripts whose parser prints its whole usage for a mistyped flag (no short `usage=`).
-LONG_USAGE = {"dc-taxi-generate", "dc-taxi-predict"}
+LONG_USAGE = {"dc-taxi-generate"}
 
 
 def heavy_beyond_known(module: str, imported: set[str]) -> list[str]:
