@@ -15,13 +15,8 @@ import pyarrow as pa
 import pytest
 
 from scripts.fare_model import FEATURE_NAMES, expected_fare, trip_profile
-from scripts.generate_raw import (
-    COORD_GARBAGE,
-    FARE_GARBAGE,
-    HEADER,
-    GeneratorParams,
-    main,
-)
+from scripts.generate_raw import main
+from scripts.raw_generator import COORD_GARBAGE, FARE_GARBAGE, HEADER, GeneratorParams
 
 # The contract, written out here rather than imported, so that the tests check the generator.
 HEADER_LINE = (

@@ -63,16 +63,24 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """A parser whose usage line is short: a typo gets two lines, not the whole option list."""
+def command_parser(prog: str, description: str, epilog: str | None = None):
+    """A parser whose usage line is short: a typo gets two lines, not the whole option list;
+    named as invoked (`dc-taxi-*` console script, else `prog`); each default said once."""
     invoked = Path(sys.argv[0]).name
-    parser = argparse.ArgumentParser(
-        prog=invoked if invoked.startswith("dc-taxi-") else prog,  # a console script
+    return argparse.ArgumentParser(
+        prog=invoked if invoked.startswith("dc-taxi-") else prog,
         usage="%(prog)s [options]",
         description=description,
-        epilog="Quiet by default; -v shows the libraries' info lines and warnings.",
+        epilog=epilog,
         formatter_class=HelpFormatter,
         allow_abbrev=False,
+    )
+
+
+def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A command's parser with -v and --no-progress (see `command_parser`)."""
+    parser = command_parser(
+        prog, description, "Quiet by default; -v shows the libraries' info lines and warnings."
     )
     parser.add_argument(
         "-v",

@@ -66,7 +66,7 @@ def test_help_says_each_default_once_and_never_none(parser):
 
 def test_mirrored_defaults_are_the_modules_own():
     from reports import split_analysis
-    from scripts.generate_raw import SIDECAR_NAME
+    from scripts.raw_generator import SIDECAR_NAME
 
     assert cli.START_EXPONENT == split_analysis.START_EXPONENT
     assert cli.GENERATOR_RECORD == SIDECAR_NAME
