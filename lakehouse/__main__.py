@@ -14,18 +14,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lakehouse.builds import build_snapshot, list_builds
-from lakehouse.catalog import MARTS, LakeError, lake_uri, load_mart, open_catalog
-from lakehouse.maintain import maintain
-from lakehouse.publish import PublishConflict, point_main_at
+from training.cli import command_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False,
-        prog="python -m lakehouse",
-        description="The lake's builds, rollback and housekeeping.",
-    )
+    parser = command_parser("python -m lakehouse", "The lake's builds, rollback and housekeeping.")
+    parser.usage = None  # subcommands: argparse's own usage line names them
     parser.add_argument("--lake", default="data/lake", help="the lake_path dbt writes to")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("builds", help="list the published builds (current one marked)")
@@ -49,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def show_builds(lake: str) -> None:
+    from lakehouse.builds import list_builds
+    from lakehouse.catalog import lake_uri
+
     builds = list_builds(f"{lake_uri(lake)}/trip_features")
     print(f"{'snapshot id':>20}  {'dbt invocation id':36}  {'published at (UTC)':25}  rows")
     for build in builds:
@@ -60,6 +57,10 @@ def show_builds(lake: str) -> None:
 
 
 def rollback(lake: str, to: str) -> None:
+    from lakehouse.builds import build_snapshot, list_builds
+    from lakehouse.catalog import MARTS, LakeError, lake_uri, load_mart, open_catalog
+    from lakehouse.publish import point_main_at
+
     catalog = open_catalog(lake, create=False)
     listed = list_builds(f"{lake_uri(lake)}/trip_features", catalog)
     builds = {b["snapshot_id"]: b["dbt_invocation_id"] for b in listed}
@@ -75,6 +76,10 @@ def rollback(lake: str, to: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from lakehouse.catalog import LakeError, open_catalog
+    from lakehouse.maintain import maintain
+    from lakehouse.publish import PublishConflict
+
     try:
         if args.command == "builds":
             show_builds(args.lake)

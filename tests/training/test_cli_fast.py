@@ -24,13 +24,13 @@ from tests.cli_imports import (
 )
 from training import cli
 
-CLIS = ("training.train", "training.tune", "training.workers")
+CLIS = ("training.train", "training.tune", "training.workers", "training.predict")
 # Heavy modules a command line still imports for --help, until its module defers them (the
 # generator imports its libraries at the top); anything more fails.
 # Console scripts whose parser prints its whole usage for a mistyped flag (no short `usage=`).
 
 
-@pytest.mark.parametrize("module", [*CLIS, "scripts.generate_raw"])
+@pytest.mark.parametrize("module", [*CLIS, "scripts.generate_raw", "lakehouse"])
 def test_help_imports_nothing_heavy(module):
     done, imported = run_module(module, "--help")
     assert done.returncode == 0, done.stderr
