@@ -86,7 +86,7 @@ def make_lake(out: Path, rows: int) -> Path:
         return data
     import shutil
 
-    from tests.training.conftest import write_lake
+    from scripts.synthetic_lake import write_lake
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

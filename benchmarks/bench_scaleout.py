@@ -17,7 +17,7 @@ pruning  the same TPE study (same seed, same search space) run twice in one proc
          of the two final bests (so both reach it).
 
 Data: a synthetic lake in the dbt layout (fares from a DC-meter-like rule plus N(0, 0.5)
-noise; `tests/training/conftest.py:write_lake`), written once under data/bench/.
+noise; `scripts/synthetic_lake.py:write_lake`), written once under data/bench/.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 import optuna  # noqa: E402
 from optuna.storages.journal import JournalFileBackend, JournalStorage  # noqa: E402
 
-from tests.training.conftest import write_lake  # noqa: E402
+from scripts.synthetic_lake import write_lake  # noqa: E402
 from training import cli, tune  # noqa: E402
 from training.study import DONE  # noqa: E402
 

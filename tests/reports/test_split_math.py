@@ -13,7 +13,7 @@ from scipy import special, stats
 
 from reports import split_analysis as sa
 from reports.marts import COLUMNS, connect, parquet_source
-from tests.training.conftest import make_trips
+from scripts.synthetic_lake import make_trips
 
 SPLIT_SIZES = {"train": 6000, "validation": 700, "test": 650}
 

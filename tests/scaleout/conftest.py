@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from scripts import postgres_server
+from scripts.synthetic_lake import write_lake
 from tests.conftest import REPO_ROOT
-from tests.training.conftest import SMALL_LAYOUT, write_lake
+from tests.training.conftest import SMALL_LAYOUT
 
 # Big enough that a trial or an epoch lasts a few seconds: time to kill it in the middle.
 LONG_LAYOUT = {

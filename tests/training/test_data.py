@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from lakehouse.builds import PinnedBuild, pin_build
-from tests.training.conftest import write_lake
+from scripts.synthetic_lake import write_lake
 from training.data import (
     TRAINING_MARTS,
     DataConfig,

@@ -9,7 +9,7 @@ import pytest
 
 from lakehouse.builds import pin_build
 from lakehouse.publish import publish_folders
-from tests.training.conftest import make_trips, write_feature_stats, write_lake
+from scripts.synthetic_lake import make_trips, write_feature_stats, write_lake
 from training.data import TRAINING_MARTS
 from training.lake import LakeError, discover_split, folder_split, load_feature_stats
 

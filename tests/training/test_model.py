@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tests.training.conftest import NOISE_STD
+from scripts.synthetic_lake import NOISE_STD
 from training.data import DataConfig, ShuffleEachEpoch, TripDataModule
 from training.lake import FEATURES
 from training.model import FareRegressor, MaskedBatchNorm1d, WeightedRMSE, export_predictor

@@ -9,7 +9,8 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from tests.training.conftest import SMALL_LAYOUT, write_lake
+from scripts.synthetic_lake import write_lake
+from tests.training.conftest import SMALL_LAYOUT
 from training import tune
 
 pytestmark = pytest.mark.slow
