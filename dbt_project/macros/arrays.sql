@@ -4,6 +4,10 @@
 {%- endmacro %}
 
 {% macro default__split_line(line) -%}
+    {{ adapter_not_implemented('split_line') }}
+{%- endmacro %}
+
+{% macro athena__split_line(line) -%}
     split({{ line }}, '|')
 {%- endmacro %}
 
@@ -17,6 +21,10 @@
 {%- endmacro %}
 
 {% macro default__array_length(arr) -%}
+    {{ adapter_not_implemented('array_length') }}
+{%- endmacro %}
+
+{% macro athena__array_length(arr) -%}
     cardinality({{ arr }})
 {%- endmacro %}
 
@@ -30,6 +38,10 @@
 {%- endmacro %}
 
 {% macro default__array_element(arr, position) -%}
+    {{ adapter_not_implemented('array_element') }}
+{%- endmacro %}
+
+{% macro athena__array_element(arr, position) -%}
     element_at({{ arr }}, {{ position }})
 {%- endmacro %}
 

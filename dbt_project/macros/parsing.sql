@@ -14,8 +14,12 @@
     {{ return(adapter.dispatch('matches_pattern', 'dc_taxi')(expr, pattern)) }}
 {%- endmacro %}
 
-{#- Trino (Java regex): `$` also matches before a final `\r`, so anchor on `\z`, the very end. -#}
 {% macro default__matches_pattern(expr, pattern) -%}
+    {{ adapter_not_implemented('matches_pattern') }}
+{%- endmacro %}
+
+{#- Trino (Java regex): `$` also matches before a final `\r`, so anchor on `\z`, the very end. -#}
+{% macro athena__matches_pattern(expr, pattern) -%}
     regexp_like({{ expr }}, '^(?:{{ pattern }})\z')
 {%- endmacro %}
 
@@ -24,13 +28,17 @@
 {%- endmacro %}
 
 {#- Leading and trailing spaces removed, and only spaces: the contract's "values are trimmed
-    when parsed" (the DESIGN.md oracle: `strip(" ")`). One-argument trim() strips tabs and
+    when parsed" (docs/design.md; the test oracle: `strip(" ")`). One-argument trim() strips tabs and
     Unicode spaces too, on both engines, so it is not used. -#}
 {% macro trim_spaces(expr) -%}
     {{ return(adapter.dispatch('trim_spaces', 'dc_taxi')(expr)) }}
 {%- endmacro %}
 
 {% macro default__trim_spaces(expr) -%}
+    {{ adapter_not_implemented('trim_spaces') }}
+{%- endmacro %}
+
+{% macro athena__trim_spaces(expr) -%}
     trim(both ' ' from {{ expr }})
 {%- endmacro %}
 
@@ -45,6 +53,10 @@
 {%- endmacro %}
 
 {% macro default__try_cast_number(expr) -%}
+    {{ adapter_not_implemented('try_cast_number') }}
+{%- endmacro %}
+
+{% macro athena__try_cast_number(expr) -%}
     {%- set trimmed = trim_spaces(expr) -%}
     case
         when {{ matches_pattern(trimmed, number_pattern()) }}
@@ -66,9 +78,13 @@
     {{ return(adapter.dispatch('parse_trip_timestamp', 'dc_taxi')(expr)) }}
 {%- endmacro %}
 
+{% macro default__parse_trip_timestamp(expr) -%}
+    {{ adapter_not_implemented('parse_trip_timestamp') }}
+{%- endmacro %}
+
 {#- Trino: date_parse's `%i` is minutes; an impossible date (02/30) fails and try() makes it
     NULL. -#}
-{% macro default__parse_trip_timestamp(expr) -%}
+{% macro athena__parse_trip_timestamp(expr) -%}
     {%- set trimmed = trim_spaces(expr) -%}
     case
         when {{ matches_pattern(trimmed, timestamp_pattern()) }}
@@ -90,6 +106,10 @@
 {%- endmacro %}
 
 {% macro default__iso_day_of_week(ts) -%}
+    {{ adapter_not_implemented('iso_day_of_week') }}
+{%- endmacro %}
+
+{% macro athena__iso_day_of_week(ts) -%}
     day_of_week({{ ts }})
 {%- endmacro %}
 

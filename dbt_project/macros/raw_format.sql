@@ -1,4 +1,4 @@
-{#- The raw file contract (DESIGN.md): 27 pipe-delimited text fields, in this order. -#}
+{#- The raw file contract (docs/design.md): 27 pipe-delimited text fields, in this order. -#}
 {% macro raw_field_names() -%}
     {{ return([
         'OBJECTID', 'TRIPTYPE', 'PROVIDERNAME', 'FAREAMOUNT', 'GRATUITYAMOUNT',
@@ -31,6 +31,10 @@
     {{ return(adapter.dispatch('strip_line_end', 'dc_taxi')(line)) }}
 {%- endmacro %}
 
+{% macro default__strip_line_end(line) -%}
+    {{ adapter_not_implemented('strip_line_end') }}
+{%- endmacro %}
+
 {% macro duckdb__strip_line_end(line) -%}
     case when ends_with({{ line }}, chr(13)) then {{ line }}[:-2] else {{ line }} end
 {%- endmacro %}
@@ -44,6 +48,10 @@
     U+FFFD, which is what bytes that are not UTF-8 read as. Such a line is `malformed_line`. -#}
 {% macro has_unreadable_bytes(line) -%}
     {{ return(adapter.dispatch('has_unreadable_bytes', 'dc_taxi')(line)) }}
+{%- endmacro %}
+
+{% macro default__has_unreadable_bytes(line) -%}
+    {{ adapter_not_implemented('has_unreadable_bytes') }}
 {%- endmacro %}
 
 {% macro duckdb__has_unreadable_bytes(line) -%}

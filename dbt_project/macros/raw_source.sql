@@ -17,6 +17,10 @@
     {{ return(adapter.dispatch('declare_raw_source', 'dc_taxi')()) }}
 {%- endmacro %}
 
+{% macro default__declare_raw_source() -%}
+    {{ adapter_not_implemented('declare_raw_source') }}
+{%- endmacro %}
+
 {#- Staging's pre-hook: the raw source must be this build's, or nothing is built. -#}
 {% macro assert_raw_source_declared() -%}
     {%- set relation = raw_source_relation() -%}

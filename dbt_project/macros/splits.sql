@@ -4,6 +4,10 @@
 {%- endmacro %}
 
 {% macro default__md5_hex(expr) -%}
+    {{ adapter_not_implemented('md5_hex') }}
+{%- endmacro %}
+
+{% macro athena__md5_hex(expr) -%}
     lower(to_hex(md5(to_utf8({{ expr }}))))
 {%- endmacro %}
 
@@ -17,6 +21,10 @@
 {%- endmacro %}
 
 {% macro default__split_bucket(key) -%}
+    {{ adapter_not_implemented('split_bucket') }}
+{%- endmacro %}
+
+{% macro athena__split_bucket(key) -%}
     (from_base(substr({{ key }}, 1, 15), 16) % 10000)
 {%- endmacro %}
 
@@ -35,7 +43,7 @@
     }) -}}
 {%- endmacro %}
 
-{#- Bucket -> split name, from the test/validation fraction vars (DESIGN.md). -#}
+{#- Bucket -> split name, from the test/validation fraction vars (docs/design.md). -#}
 {% macro assign_split(bucket) -%}
     {%- set test_fraction = number_var('test_fraction') -%}
     {%- set test_upper = 10000 * test_fraction -%}
