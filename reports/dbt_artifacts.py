@@ -14,7 +14,9 @@ from lakehouse.build_artifacts import MANIFEST, RUN_RESULTS, read_artifact
 if TYPE_CHECKING:
     from lakehouse.builds import PinnedBuild
 
-# Which VACUUM principle (or other check) each kind of dbt test stands for.
+# Which VACUUM principle (or other check) each kind of dbt test stands for: only for a build
+# whose manifest predates the tests' own `meta: {vacuum_principle: ...}` (dbt_project/tests/
+# generic/ and dbt_project.yml's `data_tests:` declare it now).
 PRINCIPLE_OF_TEST = {
     "not_null": "valid",
     "accepted_values": "valid",
@@ -80,10 +82,13 @@ class DbtRun:
     tests: tuple[DbtTest, ...]
 
 
-def principle(kind: str, model: str, resource_type: str) -> str:
-    """The VACUUM principle a test checks; range checks on staging columns are about units."""
+def principle(kind: str, model: str, resource_type: str, meta: dict) -> str:
+    """The VACUUM principle a test checks: its dbt `meta.vacuum_principle`, or for an older
+    build's node without one, by its kind (range checks on staging columns are about units)."""
     if resource_type == "unit_test":
         return "unit test"
+    if meta.get("vacuum_principle") in PRINCIPLES:
+        return meta["vacuum_principle"]
     if kind == "values_between" and model.startswith("stg_"):
         return "uniform"
     return PRINCIPLE_OF_TEST.get(kind, "other")
@@ -104,7 +109,9 @@ def describe_test(result: dict, node: dict) -> DbtTest:
         kind=kind,
         model=model,
         column=node.get("column_name") or "",
-        principle=principle(kind, model, resource_type),
+        principle=principle(
+            kind, model, resource_type, (node.get("config") or {}).get("meta") or {}
+        ),
         status=result["status"],
         failures=result.get("failures"),
         message=result.get("message") or "",

@@ -2,6 +2,7 @@
     CRLF ending removed, as in staging). A file with a wrong or missing header fails here (its
     lines are still quarantined). -#}
 {% test every_file_has_header(model, file_column, line_column) %}
+    {{ config(meta={'vacuum_principle': 'valid'}) }}
 
 with
 

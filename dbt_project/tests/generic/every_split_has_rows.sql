@@ -2,6 +2,7 @@
     leave validation or test empty, and training cannot run on an empty split. One row per
     empty split, with what to do. -#}
 {% test every_split_has_rows(model, column_name) %}
+    {{ config(meta={'vacuum_principle': 'split'}) }}
 
 {%- set fractions = split_fractions() -%}
 {%- set promised = {

@@ -1,5 +1,6 @@
 {#- Uniform: every present timestamp text uses the one contract layout, MM/DD/YYYY HH:MM. -#}
 {% test matches_timestamp_format(model, column_name) %}
+    {{ config(meta={'vacuum_principle': 'uniform'}) }}
 
 select {{ column_name }} as offending_value
 from {{ model }}

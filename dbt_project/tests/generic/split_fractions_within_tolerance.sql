@@ -1,6 +1,7 @@
 {#- Each split's share of rows is within `split_fraction_tolerance` of its var, plus four
     binomial standard deviations so that small data sets do not fail by chance. -#}
 {% test split_fractions_within_tolerance(model, column_name) %}
+    {{ config(meta={'vacuum_principle': 'split'}) }}
 
 {%- set expected = split_fractions() -%}
 

@@ -12,6 +12,7 @@
     Returns each failing pair with its z, p-value, the corrected thresholds and m. The
     data-quality page (reports/split_analysis.py) makes the same decision with the same alpha. -#}
 {% test splits_are_representative(model, features, split_column='split', alpha=0.05) %}
+    {{ config(meta={'vacuum_principle': 'split'}) }}
 
 {%- if not (0 < alpha < 1) -%}
     {{ exceptions.raise_compiler_error(

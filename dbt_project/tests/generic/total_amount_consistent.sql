@@ -3,6 +3,7 @@
     (use `severity: warn`) when the share of inconsistent rows exceeds the
     `max_inconsistent_total_share` var. -#}
 {% test total_amount_consistent(model, column_name) %}
+    {{ config(meta={'vacuum_principle': 'consistent'}) }}
 
 with
 

@@ -1,5 +1,6 @@
 {#- Accurate/uniform: every non-null value lies in [min_value, max_value]. -#}
 {% test values_between(model, column_name, min_value, max_value) %}
+    {{ config(meta={'vacuum_principle': 'accurate'}) }}
 
 select {{ column_name }} as offending_value
 from {{ model }}
