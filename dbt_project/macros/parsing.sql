@@ -28,8 +28,8 @@
 {%- endmacro %}
 
 {#- Leading and trailing spaces removed, and only spaces: the contract's "values are trimmed
-    when parsed" (docs/design.md; the test oracle: `strip(" ")`). One-argument trim() strips tabs and
-    Unicode spaces too, on both engines, so it is not used. -#}
+    when parsed" (docs/design.md; the test oracle: `strip(" ")`). One-argument trim() strips
+    tabs and Unicode spaces too, on both engines, so it is not used. -#}
 {% macro trim_spaces(expr) -%}
     {{ return(adapter.dispatch('trim_spaces', 'dc_taxi')(expr)) }}
 {%- endmacro %}

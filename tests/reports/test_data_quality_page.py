@@ -240,7 +240,7 @@ def test_every_dbt_test_is_listed_under_a_principle(page, dbt_target):
     run = load_dbt_run(dbt_target)
     assert run is not None and run.command.startswith("dbt build")
     unclassified = [t.kind for t in run.tests if t.principle == "other"]
-    assert unclassified == [], "give them `meta: {vacuum_principle: ...}` in dbt (tests/generic or dbt_project.yml)"
+    assert unclassified == [], "give them `meta: {vacuum_principle: ...}` in dbt"
     assert page.count("#dbt-tests-all tbody tr") == len(run.tests)
     statuses = Counter(t.status_kind for t in run.tests)
     assert page.number("#dbt-principle-valid td:nth-child(2)") == sum(
