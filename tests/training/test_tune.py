@@ -55,8 +55,8 @@ def test_tune_tracks_trials_crowns_a_champion_and_resumes(fare_lake, tmp_path, c
 
     study = load_study(tmp_path)
     assert len(study.trials) == 3
-    # The first trial of a new study is training.train's default model (batch size moved
-    # into the search space) at the first trial's learning rate.
+    # The first trial of a new study is training.train's default model at the first trial's
+    # learning rate and batch size (moved into the search space: 1024 is nearest to 2048).
     assert study.trials[0].params == {
         "n_layers": 2, "n_units_l0": 128, "n_units_l1": 64, "batch_norm": True,
         "dropout": 0.0, "optimizer": "adamw", "lr": tune.FIRST_TRIAL_LR, "batch_size": 1024,
