@@ -19,6 +19,7 @@ from lakehouse.catalog import NAMESPACE, LakeError, load_mart, table_location
 from lakehouse.publish import (
     data_files_of,
     ensure_table,
+    is_commit_conflict,
     list_data_files,
     main_data_files,
     retry_conflicts,
@@ -94,7 +95,9 @@ def publish_predictions(
     # the files deleted are those of this version that are published now.
     try:
         snapshot_id = retry_conflicts(lambda: commit(table.refresh()))
-    except CommitFailedException as error:
+    except (CommitFailedException, ValueError) as error:
+        if not is_commit_conflict(error):
+            raise
         raise LakeError(
             f"{NAMESPACE}.{TABLE} kept changing while publishing ({error}) — other "
             "`training.predict` runs published meanwhile; run it again"

@@ -197,12 +197,22 @@ def _stage_snapshot(
     return producer.snapshot_id
 
 
+def is_commit_conflict(error: BaseException) -> bool:
+    """Another process committed to the same table between this one's read and its commit.
+
+    pyiceberg says so with CommitFailedException when the catalog's swap finds new metadata,
+    but with a ValueError when it re-applies this commit's snapshot on the newer metadata
+    first (its sequence number is then stale): both mean "do it again on the table as it is".
+    """
+    if isinstance(error, CommitFailedException):
+        return True
+    return isinstance(error, ValueError) and "older than last sequence number" in str(error)
+
+
 def retry_conflicts(action: Callable[[], T]) -> T:
     """Run `action`, again while its catalog commit fails because another process committed
     to the same table first (or holds the SQLite catalog)."""
-    return retry_while(
-        lambda error: isinstance(error, CommitFailedException) or is_locked(error), action
-    )
+    return retry_while(lambda error: is_commit_conflict(error) or is_locked(error), action)
 
 
 def data_files_of(table: Table, transaction: Transaction, files: Sequence[str]) -> list[DataFile]:
@@ -323,7 +333,7 @@ def publish_build(
         return retry_conflicts(publish_once)
     except CommitFailedException as error:
         raise PublishConflict(
-            f"other builds kept changing the lake while build {invocation_id} was publishing "
+            f"another build kept changing the lake while build {invocation_id} was publishing "
             f"({error}) — nothing of this build was published; run `dbt build` again"
         ) from error
 
