@@ -327,20 +327,24 @@ def two_builds(tmp_path_factory) -> tuple[DbtProject, list[dict]]:
     return project, builds
 
 
-def test_snapshot_reports_the_older_build(browser, two_builds, tmp_path):
-    project, (first, second) = two_builds
-    assert first["snapshot"] != second["snapshot"]
-    assert first["accepted"] != second["accepted"]
-    out = tmp_path / "older.html"
+def report_on(project: DbtProject, build: dict, out: Path) -> Path:
+    """`python -m reports.data_quality` on one build of `project`'s lake, by its snapshot."""
     result = run_module(
         "reports.data_quality",
         "--lake", str(project.lake),
         "--dbt-target", str(project.root / "dbt_target"),
-        "--snapshot", str(first["snapshot"]),
+        "--snapshot", str(build["snapshot"]),
         "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    page = browser.open(out)
+    return out
+
+
+def test_snapshot_reports_the_older_build(browser, two_builds, tmp_path):
+    project, (first, second) = two_builds
+    assert first["snapshot"] != second["snapshot"]
+    assert first["accepted"] != second["accepted"]
+    page = browser.open(report_on(project, first, tmp_path / "older.html"))
     assert page.text("#build-invocation td") == first["invocation"]
     assert page.text("#build-snapshot td") == str(first["snapshot"])
     assert page.number("#summary-accepted-rows td") == first["accepted"]
@@ -364,17 +368,9 @@ def test_a_build_without_recorded_artifacts_shows_the_targets_tests_as_another_b
     hidden = tmp_path / "hidden"
     recorded.rename(hidden)  # as for a build made on Athena, or before builds recorded them
     try:
-        out = tmp_path / "older.html"
-        result = run_module(
-            "reports.data_quality",
-            "--lake", str(project.lake),
-            "--dbt-target", str(project.root / "dbt_target"),
-            "--snapshot", str(first["snapshot"]),
-            "--out", str(out),
-        )  # fmt: skip
+        out = report_on(project, first, tmp_path / "older.html")
     finally:
         hidden.rename(recorded)
-    assert result.returncode == 0, result.stderr
     page = browser.open(out)
     # run_results.json in the target is the second build's: the page says its tests are not
     # of the build it shows.
