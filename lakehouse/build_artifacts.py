@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from lakehouse.catalog import lake_uri, local_path
+from lakehouse.catalog import filesystem_of, lake_uri
 
 BUILDS_FOLDER = "_builds"
 RUN_RESULTS = "run_results.json"
@@ -36,21 +36,15 @@ def artifacts_uri(lake_root: str, invocation_id: str) -> str:
     return f"{lake_uri(lake_root)}/{BUILDS_FOLDER}/{invocation_id}"
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    if uri.startswith("file://"):  # not parsed as a URI: the path may hold spaces or quotes
-        return pafs.LocalFileSystem(), local_path(uri)
-    return pafs.FileSystem.from_uri(uri)
-
-
 def _write(uri: str, data: bytes) -> None:
-    filesystem, path = _filesystem(uri)
+    filesystem, path = filesystem_of(uri)
     filesystem.create_dir(posixpath.dirname(path), recursive=True)
     with filesystem.open_output_stream(path) as stream:
         stream.write(data)
 
 
 def _read(uri: str) -> bytes | None:
-    filesystem, path = _filesystem(uri)
+    filesystem, path = filesystem_of(uri)
     if filesystem.get_file_info(path).type != pafs.FileType.File:
         return None
     with filesystem.open_input_stream(path) as stream:

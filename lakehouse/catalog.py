@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
@@ -93,6 +94,14 @@ def lake_uri(path: str | Path) -> str:
 def local_path(uri: str) -> str:
     """The filesystem path of a `file://` URI (or of a plain path)."""
     return uri.removeprefix("file://")
+
+
+def filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and path of a lake URI: `file://` paths are taken as they are
+    (not parsed as a URI: they may hold spaces or quotes), others by `FileSystem.from_uri`."""
+    if uri.startswith("file:"):
+        return pafs.LocalFileSystem(), local_path(uri)
+    return pafs.FileSystem.from_uri(uri)
 
 
 def default_catalog_uri(lake_root: str | Path) -> str:

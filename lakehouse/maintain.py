@@ -22,7 +22,7 @@ from pyiceberg.table import Table
 
 from lakehouse.build_artifacts import BUILDS_FOLDER
 from lakehouse.builds import invocation_id, published_snapshots
-from lakehouse.catalog import MARTS, lake_uri, load_mart, local_path
+from lakehouse.catalog import MARTS, filesystem_of, lake_uri, load_mart, local_path
 from lakehouse.publish import AUDIT_PREFIX
 
 
@@ -84,10 +84,7 @@ def normal_uri(path: str) -> str:
 
 
 def files_under(location: str) -> list[pafs.FileInfo]:
-    if location.startswith("file:"):
-        filesystem, root = pafs.LocalFileSystem(), local_path(location)
-    else:
-        filesystem, root = pafs.FileSystem.from_uri(location)
+    filesystem, root = filesystem_of(location)
     if filesystem.get_file_info(root).type != pafs.FileType.Directory:
         return []
     scheme = "file://" if location.startswith("file:") else location.split("://")[0] + "://"
