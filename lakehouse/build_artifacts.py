@@ -51,6 +51,11 @@ def _read(uri: str) -> bytes | None:
         return stream.read()
 
 
+def write_artifact(lake_root: str, invocation_id: str, name: str, text: str) -> None:
+    """One more file of a build's artifacts (e.g. the raw files it read)."""
+    _write(f"{artifacts_uri(lake_root, invocation_id)}/{name}", text.encode())
+
+
 def record_build(lake_root: str, invocation_id: str, run_results: dict, manifest: Path) -> str:
     """Write this build's run results and manifest into the lake; where they went.
 

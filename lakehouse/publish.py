@@ -149,12 +149,15 @@ def stage_mart(
     data_folder: str,
     schema_file: str,
     partition_by: str | None = None,
+    keep: Sequence[str] | None = None,
 ) -> tuple[int, list[str]]:
-    """Stage the Parquet files under `data_folder` as `name`'s snapshot for this build.
+    """Stage the Parquet files under `data_folder` as `name`'s snapshot for this build,
+    together with the published data files in `keep` (an incremental build; None: none).
 
-    Returns the staged snapshot id and the data files, for the build's tests to read.
+    Returns the staged snapshot id and all its data files, for the build's tests to read.
     """
     files = list_data_files(data_folder)
+    kept = sorted(keep or ())
     with catalog._load_file_io(location=schema_file).new_input(schema_file).open() as handle:
         arrow_schema = pq.read_schema(handle)
     table = ensure_table(catalog, lake_root, name, arrow_schema, partition_by)
@@ -162,7 +165,7 @@ def stage_mart(
     # commit makes the commit fail (optimistic concurrency); staging touches neither main nor
     # the other build's branch, so it is simply done again on the table as it now is.
     staged = retry_conflicts(
-        lambda: _stage_snapshot(table.refresh(), arrow_schema, files, invocation_id)
+        lambda: _stage_snapshot(table.refresh(), arrow_schema, files, invocation_id, set(kept))
     )
     # Then the audit branch, in a commit of its own: Iceberg refuses a branch other than main
     # on a table that had no snapshot before the commit.
@@ -173,14 +176,18 @@ def stage_mart(
             snapshots.create_branch(snapshot_id=staged, branch_name=branch)
 
     retry_conflicts(create_branch)
-    return staged, files
+    return staged, kept + files
 
 
 def _stage_snapshot(
-    table: Table, arrow_schema: pa.Schema, files: Sequence[str], invocation_id: str
+    table: Table,
+    arrow_schema: pa.Schema,
+    files: Sequence[str],
+    invocation_id: str,
+    keep: set[str],
 ) -> int:
-    """Commit a snapshot that replaces every file main has with `files`, without moving main
-    (branch=None); its id."""
+    """Commit a snapshot that replaces every file main has, except those in `keep`, with
+    `files`, without moving main (branch=None); its id."""
     with table.transaction() as transaction:
         if set(arrow_schema.names) != set(table.schema().column_names):
             with transaction.update_schema() as schema:
@@ -191,7 +198,8 @@ def _stage_snapshot(
         ).overwrite()
         with producer:
             for data_file in main_data_files(table):
-                producer.delete_data_file(data_file)
+                if data_file.file_path not in keep:
+                    producer.delete_data_file(data_file)
             for data_file in new_files:
                 producer.append_data_file(data_file)
     return producer.snapshot_id
@@ -225,7 +233,12 @@ def data_files_of(table: Table, transaction: Transaction, files: Sequence[str]) 
 
 def main_data_files(table: Table) -> list[DataFile]:
     """The data files of the table's current (published) snapshot."""
-    snapshot = table.metadata.current_snapshot()
+    return snapshot_data_files(table, table.metadata.current_snapshot_id)
+
+
+def snapshot_data_files(table: Table, snapshot_id: int | None) -> list[DataFile]:
+    """The data files of one snapshot of the table (none for None)."""
+    snapshot = table.metadata.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
     if snapshot is None:
         return []
     return [

@@ -7,9 +7,14 @@ Registers scalar functions the dbt macros in ``macros/lake.sql`` call:
 - ``raw_folder_problems(folder)``: the ``taxi_*.txt`` entries DuckDB's glob skips silently (a
   broken symlink, a folder, an unreadable file), one line each; the raw-source hook fails on them.
 - ``lake_begin(lake_root, invocation_id)``: on-run-start; remembers which build is published.
-- ``lake_stage(lake_root, mart, invocation_id, data_folder, schema_file, partition_by)``:
-  post-hook of each mart; registers the Parquet files DuckDB just wrote as the mart's snapshot
-  on the build's audit branch and returns them as JSON (the relation the tests then read).
+- ``lake_plan(lake_root, invocation_id, settings_json)``: on-run-start (raw source); decides
+  whether the build is full or incremental and which raw files it reads
+  (``lakehouse/increment.py``); ``lake_reread(invocation_id, files_json)`` then fixes the raw
+  files an incremental build re-reads.
+- ``lake_stage(lake_root, mart, invocation_id, data_folder, schema_file, partition_by,
+  files_by)``: post-hook of each mart; registers the Parquet files DuckDB just wrote (with the
+  published files an incremental build keeps) as the mart's snapshot on the build's audit
+  branch and returns them as JSON (the relation the tests then read).
 - ``lake_record_build(lake_root, invocation_id, run_results_json, manifest_path)``: on-run-end,
   before publishing; writes the build's run results and manifest into the lake
   (``lakehouse/build_artifacts.py``) and returns where.
@@ -40,6 +45,13 @@ from lakehouse.catalog import (
     local_path,
     open_catalog,
     retry_locked,
+)
+from lakehouse.increment import (
+    INCREMENTAL,
+    Increment,
+    plan_increment,
+    project_logic,
+    record_increment,
 )
 from lakehouse.predictions import TABLE, predictions_table
 from lakehouse.publish import (
@@ -86,6 +98,8 @@ class Plugin(BasePlugin):
     def initialize(self, plugin_config):
         # What was published when each build (dbt invocation) in this process started.
         self.bases: dict[str, dict[str, int | None]] = {}
+        # How each build reads the raw files (lakehouse/increment.py).
+        self.increments: dict[str, Increment] = {}
         self.catalogs: dict[str, object] = {}
         self.lock = threading.Lock()
 
@@ -103,13 +117,50 @@ class Plugin(BasePlugin):
     def lake_begin(self, lake_root: str, invocation_id: str) -> str:
         catalog = self.catalog(lake_root)
         retry_locked(lambda: ensure_namespace(catalog))
-        base = current_snapshots(catalog, lake_root)
-        self.bases[invocation_id] = base
+        # The raw-source hook may have begun the build already (to plan it): keep its base.
+        base = self.bases.setdefault(invocation_id, current_snapshots(catalog, lake_root))
         published = sum(snapshot is not None for snapshot in base.values())
         return (
             f"catalog {describe_catalog(default_catalog_uri(lake_root))}, "
             f"{published} mart(s) published"
         )
+
+    def lake_plan(self, lake_root: str, invocation_id: str, settings_json: str) -> str:
+        """on-run-start (raw source): full or incremental, and what the build reads; JSON."""
+        settings = json.loads(settings_json)
+        self.lake_begin(lake_root, invocation_id)
+        increment = plan_increment(
+            self.catalog(lake_root),
+            lake_root,
+            self.bases[invocation_id],
+            settings["raw_folder"],
+            project_logic(settings["project_dir"], settings["output_vars"]),
+            settings["marts"],
+            settings["column"],
+            settings["full_refresh"],
+        )
+        self.increments[invocation_id] = increment
+        return json.dumps(
+            {
+                "mode": increment.mode,
+                "summary": increment.summary(),
+                "reread": increment.reread,
+                "changed": increment.changed,
+                "removed": increment.removed,
+                "published_files": {
+                    mart: {
+                        source: [local_path(p) for p in paths] for source, paths in files.items()
+                    }
+                    for mart, files in increment.published_files.items()
+                },
+            }
+        )
+
+    def lake_reread(self, invocation_id: str, files_json: str) -> str:
+        """on-run-start (raw source): the raw files an incremental build re-reads, final."""
+        increment = self.increments[invocation_id]
+        increment.reread = sorted(json.loads(files_json))
+        return increment.summary()
 
     def lake_stage(
         self,
@@ -119,6 +170,7 @@ class Plugin(BasePlugin):
         data_folder: str,
         schema_file: str,
         partition_by: str,
+        files_by: str,
     ) -> str:
         if invocation_id not in self.bases:
             raise LakeError(
@@ -126,6 +178,16 @@ class Plugin(BasePlugin):
                 "nothing was staged"
             )
         catalog = self.catalog(lake_root)
+        increment = self.increments.get(invocation_id)
+        keep = None
+        if files_by and increment is not None and increment.mode == INCREMENTAL:
+            replaced = increment.replaced
+            keep = [
+                path
+                for source, paths in increment.published_files[mart].items()
+                if source not in replaced
+                for path in paths
+            ]
         with self.lock:  # one catalog commit at a time from this build's threads
             snapshot_id, files = retry_locked(
                 lambda: stage_mart(
@@ -136,6 +198,7 @@ class Plugin(BasePlugin):
                     data_folder,
                     schema_file,
                     partition_by or None,
+                    keep,
                 )
             )
         return json.dumps({"snapshot_id": snapshot_id, "files": [local_path(f) for f in files]})
@@ -158,6 +221,9 @@ class Plugin(BasePlugin):
             raise LakeError(
                 "the on-run-start hook did not finish for this build — nothing was published"
             )
+        increment = self.increments.get(invocation_id)
+        if increment is not None:
+            record_increment(lake_root, invocation_id, increment)
         return record_build(lake_root, invocation_id, json.loads(run_results_json), Path(manifest))
 
     def lake_table_files(self, lake_root: str, table: str) -> str:
@@ -176,7 +242,9 @@ class Plugin(BasePlugin):
         register("lake_ensure_dir", lake_ensure_dir, 1)
         register("raw_folder_problems", raw_folder_problems, 1)
         register("lake_begin", self.lake_begin, 2)
-        register("lake_stage", self.lake_stage, 6)
+        register("lake_plan", self.lake_plan, 3)
+        register("lake_reread", self.lake_reread, 2)
+        register("lake_stage", self.lake_stage, 7)
         register("lake_record_build", self.lake_record_build, 4)
         register("lake_publish", self.lake_publish, 3)
         register("lake_table_files", self.lake_table_files, 2)

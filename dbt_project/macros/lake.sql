@@ -115,36 +115,56 @@
     {%- if not execute -%}
         {{ return('') }}
     {%- endif -%}
-    {%- set partition_by = model.config.get('meta', {}).get('lake_partition_by') -%}
+    {%- set meta = model.config.get('meta', {}) -%}
+    {%- set partition_by = meta.get('lake_partition_by') -%}
+    {%- set files_by = meta.get('lake_files_by') -%}
+    {%- if files_by and files_by not in adapter.get_columns_in_relation(this)
+        | map(attribute='name') | list -%}
+        {{ exceptions.raise_compiler_error(
+            this.identifier ~ " declares meta.lake_files_by '" ~ files_by ~ "' but selects no such "
+            ~ "column — add `{{ lake_source_file('source_file') }}` to its select list"
+        ) }}
+    {%- endif -%}
+    {#- Folders: one per raw file (files_by, not stored), then one per partition value (the
+        column stays in the files: its copy `lake_partition` names the folder). -#}
+    {%- set folders = [] -%}
+    {%- if files_by -%}{%- do folders.append(adapter.quote(files_by)) -%}{%- endif -%}
+    {%- if partition_by -%}{%- do folders.append('lake_partition') -%}{%- endif -%}
     {%- set folder = lake_root() ~ '/' ~ this.identifier ~ '/data/' ~ invocation_id -%}
     {%- do run_query('select lake_ensure_dir(' ~ sql_string(folder) ~ ')') -%}
     {%- call statement('lake_write') -%}
-        copy (select * from {{ this }})
+        copy (
+            select
+                *{% if partition_by %}, {{ adapter.quote(partition_by) }} as lake_partition{% endif %}
+            from {{ this }}
+        )
         to {{ sql_string(folder ~ '/mart') }} (
             format parquet,
             compression zstd,
-            {%- if partition_by %}
-            partition_by ({{ adapter.quote(partition_by) }}),
-            write_partition_columns true,
+            {%- if folders %}
+            partition_by ({{ folders | join(', ') }}),
+            write_partition_columns false,
             {%- endif %}
             file_size_bytes '256MB'
         );
-        copy (select * from {{ this }} limit 0)
+        copy (
+            select *{% if files_by %} exclude ({{ adapter.quote(files_by) }}){% endif %}
+            from {{ this }}
+            limit 0
+        )
         to {{ sql_string(folder ~ '/_schema.parquet') }} (format parquet)
     {%- endcall -%}
     {%- set staged = run_query(
         'select lake_stage(' ~ sql_string(lake_root()) ~ ', ' ~ sql_string(this.identifier)
         ~ ', ' ~ sql_string(invocation_id) ~ ', ' ~ sql_string(folder ~ '/mart') ~ ', '
-        ~ sql_string(folder ~ '/_schema.parquet') ~ ', ' ~ sql_string(partition_by or '') ~ ')'
+        ~ sql_string(folder ~ '/_schema.parquet') ~ ', ' ~ sql_string(partition_by or '')
+        ~ ', ' ~ sql_string(files_by or '') ~ ')'
     ) -%}
     {%- set files = fromjson(staged.columns[0].values()[0])['files'] -%}
     {%- set sources = files if files else [folder ~ '/_schema.parquet'] -%}
     {#- From here on, the relation the tests read is exactly the staged files. -#}
     create or replace view {{ this }} as
-    select * from read_parquet(
-        [{%- for path in sources %}{{ sql_string(path) }}{{ ', ' if not loop.last }}{% endfor -%}],
-        hive_partitioning = false
-    )
+    select * from read_parquet({{ sql_list(sources) }}, hive_partitioning = false)
 {%- endmacro %}
 
 {#- What ran in this build and how it ended, in dbt's run_results format (run_results.json is
@@ -177,7 +197,7 @@
 
 {#- The manifest.json dbt wrote for this invocation. -#}
 {% macro lake_manifest_path() -%}
-    {%- set project_dir = invocation_args_dict.get('project_dir') or '.' -%}
+    {%- set project_dir = lake_project_dir() -%}
     {%- set target = invocation_args_dict.get('target_path') or flags.TARGET_PATH or 'target' -%}
     {%- set folder = target if target.startswith('/') else project_dir ~ '/' ~ target -%}
     {{- return(folder ~ '/manifest.json') -}}

@@ -48,9 +48,7 @@
             {%- for name, type in columns %}
             cast({{ name }} as {{ type }}) as {{ name }}{{ ',' if not loop.last }}
             {%- endfor %}
-        from read_parquet([
-            {%- for file in files %}{{ sql_string(file) }}{{ ', ' if not loop.last }}{% endfor -%}
-        ])
+        from read_parquet({{ sql_list(files) }})
     {%- else -%}
         select
             {%- for name, type in columns %}

@@ -106,14 +106,33 @@
         {%- endif -%}
         {%- do raise_raw_file_problems(problems + raw_file_problems(found.rows, raw_folder)) -%}
     {%- endif -%}
+    {#- A full build reads every file (the glob); an incremental one only what it must. -#}
+    {%- set plan = {'files': none, 'carried': []} -%}
+    {%- if execute and flags.WHICH not in ['compile', 'show', 'docs', 'list', 'parse',
+        'run-operation'] -%}
+        {%- set plan = duckdb_plan_raw_files(relation, raw_folder) -%}
+    {%- endif -%}
     create schema if not exists {{ relation.include(identifier=false) }};
     create or replace view {{ relation }} as
+    {{ duckdb_raw_lines(raw_glob if plan.files is none else plan.files) }};
+    create or replace view {{ carried_keys_relation() }} as
+    {{ duckdb_carried_trip_keys(plan.carried) }}
+{%- endmacro %}
+
+{#- Every line of the raw files: `files` is a glob, or a list of paths (none: no line). -#}
+{% macro duckdb_raw_lines(files) -%}
+    {%- if files is not string and files | length == 0 -%}
+        select
+            cast(null as varchar) as source_file,
+            cast(null as varchar) as raw_line
+        where false
+    {%- else %}
     with files as (
         select
             parse_filename(filename) as source_file,
             content,
             try(decode(content)) as text
-        from read_blob({{ sql_string(raw_glob) }})
+        from read_blob({{ sql_list(files) if files is not string else sql_string(files) }})
     ),
     split_files as (
         select
@@ -144,6 +163,7 @@
         source_file,
         nullif(raw_line, '') as raw_line
     from lines
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Entries named `taxi_*.txt` that DuckDB's glob skips without a word: a broken symlink, a
@@ -186,6 +206,11 @@
     {%- do run_query('drop table if exists ' ~ lines.render_hive()) -%}
     {%- do run_query(athena_create_raw_lines_table(lines, raw_prefix)) -%}
     {%- do run_query(athena_create_raw_source_view(relation, lines, raw_prefix)) -%}
+    {#- Athena builds are full builds: no published row is kept, so no key is carried. -#}
+    {%- do run_query(
+        'create or replace view ' ~ carried_keys_relation() ~ ' as '
+        ~ no_carried_trip_keys()
+    ) -%}
     {#- Objects of 0 bytes have no line, so Athena cannot see them (docs/design.md); a name
         that is not a month can be seen, at the price of one scan of the raw files. -#}
     {%- set found = run_query(

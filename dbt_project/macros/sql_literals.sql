@@ -4,3 +4,12 @@
 {% macro sql_string(value) -%}
     {{- return("'" ~ (value | string).replace("'", "''") ~ "'") -}}
 {%- endmacro %}
+
+{#- Values as a SQL list of string literals: `['a', 'b']`. -#}
+{% macro sql_list(values) -%}
+    {%- set quoted = [] -%}
+    {%- for value in values -%}
+        {%- do quoted.append(sql_string(value)) -%}
+    {%- endfor -%}
+    {{- return('[' ~ quoted | join(', ') ~ ']') -}}
+{%- endmacro %}

@@ -1,12 +1,31 @@
 -- Reconciliation: every raw data line (header lines excluded) ends up either in
 -- trip_features or in trips_rejected, exactly once. Returns a row when the counts differ.
+-- An incremental build reads only some raw files: the lines of the others are the ones the
+-- published build counted for them (data_quality_summary), and their rows are kept.
 with
+
+read_lines as (
+
+    select
+        source_file,
+        raw_line
+    from {{ source('dc_taxi', 'trip_lines') }}
+
+),
 
 raw_lines as (
 
     select count(*) as row_count
-    from {{ source('dc_taxi', 'trip_lines') }}
+    from read_lines
     where {{ strip_line_end("coalesce(raw_line, '')") }} != '{{ raw_header() }}'
+
+),
+
+kept_lines as (
+
+    select coalesce(sum(dqs.row_count), 0) as row_count
+    from {{ ref('data_quality_summary') }} as dqs
+    where dqs.source_file not in (select distinct read_lines.source_file from read_lines)
 
 ),
 
@@ -23,10 +42,11 @@ rejected as (
 )
 
 select
-    raw_lines.row_count as raw_rows,
+    raw_lines.row_count + kept_lines.row_count as raw_rows,
     features.row_count as accepted_rows,
     rejected.row_count as rejected_rows
 from raw_lines
+cross join kept_lines
 cross join features
 cross join rejected
-where raw_lines.row_count != features.row_count + rejected.row_count
+where raw_lines.row_count + kept_lines.row_count != features.row_count + rejected.row_count

@@ -13,16 +13,43 @@ trips as (
 
 ),
 
+carried_keys as (
+
+    -- Keys of the published rows an incremental build keeps without re-reading their raw
+    -- file (none in a full build).
+    select * from {{ source('dc_taxi', 'carried_trip_keys') }}
+
+),
+
+kept_before as (
+
+    -- Lines whose key a raw file named before theirs, and not re-read, already holds.
+    select distinct
+        trips.trip_key,
+        trips.source_file
+    from trips
+    inner join carried_keys
+        on
+            trips.trip_key = carried_keys.trip_key
+            and trips.source_file > carried_keys.source_file
+
+),
+
 numbered as (
 
     -- Exact duplicate lines share a trip_key; the first one (by file) is kept.
     select
-        *,
-        row_number() over (
-            partition by trip_key
-            order by source_file
+        trips.*,
+        case when kept_before.trip_key is null then 0 else 1 end
+        + row_number() over (
+            partition by trips.trip_key
+            order by trips.source_file
         ) as key_occurrence
     from trips
+    left join kept_before
+        on
+            trips.trip_key = kept_before.trip_key
+            and trips.source_file = kept_before.source_file
 
 ),
 

@@ -1,3 +1,5 @@
+{{ config(meta={'lake_files_by': lake_source_file_column()}) }}
+
 with
 
 validated_trips as (
@@ -23,6 +25,9 @@ counted as (
         source_file,
         split,
         outcome,
+
+        -- the lake's per-raw-file folder (macros/lake_increment.sql; not stored in the files)
+        {{ lake_source_file('source_file') }}
 
         -- numerics
         count(*) as row_count

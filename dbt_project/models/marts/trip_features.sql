@@ -1,4 +1,4 @@
-{{ config(meta={'lake_partition_by': 'split'}) }}
+{{ config(meta={'lake_partition_by': 'split', 'lake_files_by': lake_source_file_column()}) }}
 
 with
 
@@ -26,6 +26,9 @@ features as (
         cast(extract(month from pickup_at) as integer) as pickup_month,
         cast({{ iso_day_of_week('pickup_at') }} as integer) as pickup_dow,
         cast(extract(hour from pickup_at) as integer) as pickup_hour,
+
+        -- the lake's per-raw-file folder (macros/lake_increment.sql; not stored in the files)
+        {{ lake_source_file('source_file') }}
 
         -- partition (last, as Athena requires)
         split

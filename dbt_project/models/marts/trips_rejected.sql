@@ -1,3 +1,5 @@
+{{ config(meta={'lake_files_by': lake_source_file_column()}) }}
+
 with
 
 validated_trips as (
@@ -33,6 +35,9 @@ quarantined as (
 
         -- numerics
         field_count,
+
+        -- the lake's per-raw-file folder (macros/lake_increment.sql; not stored in the files)
+        {{ lake_source_file('source_file') }}
 
         -- raw fields, as text
         {{ raw_field_columns('raw_fields') }}
