@@ -76,6 +76,7 @@ class Increment:
     def record(self) -> dict:
         recorded = asdict(self)
         recorded.pop("published_files")
+        recorded["files_sha256"] = files_checksum(self.files)
         return recorded
 
     def summary(self) -> str:
@@ -98,6 +99,12 @@ def raw_filesystem(raw_folder: str) -> tuple[pafs.FileSystem, str]:
     if is_remote(raw_folder):
         return filesystem_of(raw_folder)
     return pafs.LocalFileSystem(), os.path.abspath(raw_folder)
+
+
+def files_checksum(files: Sequence[RawFile]) -> str:
+    """One checksum of a build's whole raw input: every file's name and checksum."""
+    listed = "\n".join(f"{f.name} {f.sha256}" for f in sorted(files, key=lambda f: f.name))
+    return hashlib.sha256(listed.encode()).hexdigest()
 
 
 def list_raw_files(raw_folder: str) -> list[pafs.FileInfo]:
@@ -165,8 +172,20 @@ def plan_increment(
     known = [RawFile(**f) for f in record["files"]] if record else []
     files = fingerprint_raw_files(raw_folder, known)
 
+    before = {f.name: f for f in known}
+    now = {f.name: f for f in files}
+    added = sorted(set(now) - set(before))
+    changed = sorted(
+        name
+        for name in set(now) & set(before)
+        if (now[name].size, now[name].sha256) != (before[name].size, before[name].sha256)
+    )
+    removed = sorted(set(before) - set(now))
+
     def full(reason: str) -> Increment:
-        return Increment(FULL, reason, logic, files, published, reread=[f.name for f in files])
+        return Increment(
+            FULL, reason, logic, files, published, added, changed, removed, sorted(now)
+        )
 
     if full_refresh:
         return full("--full-refresh")
@@ -186,15 +205,6 @@ def plan_increment(
                 return full(f"the published {name} keeps no files per raw file")
             by_file.setdefault(source, []).append(data_file.file_path)
         published_files[name] = by_file
-    before = {f.name: f for f in known}
-    now = {f.name: f for f in files}
-    added = sorted(set(now) - set(before))
-    changed = sorted(
-        name
-        for name in set(now) & set(before)
-        if (now[name].size, now[name].sha256) != (before[name].size, before[name].sha256)
-    )
-    removed = sorted(set(before) - set(now))
     return Increment(
         INCREMENTAL,
         "raw files new or changed since the published build",

@@ -9,6 +9,7 @@ import duckdb
 
 from lakehouse.build_artifacts import RUN_RESULTS, artifacts_uri
 from lakehouse.builds import PinnedBuild
+from lakehouse.increment import read_increment
 from reports import split_analysis
 from reports.dbt_artifacts import DbtRun, load_build_dbt_run, load_dbt_run
 from reports.marts import COLUMNS, SPLITS, connect, scan
@@ -68,6 +69,7 @@ class QualityReport:
     dbt_run: DbtRun | None
     dbt_results: str  # where dbt_run came from: the build's recorded run_results, or the target's
     dbt_target: Path
+    raw_files: dict | None = None  # what the build read (lakehouse/increment.py), if recorded
 
     @property
     def raw_lines(self) -> int:
@@ -221,4 +223,5 @@ def collect(build: PinnedBuild, dbt_target: Path) -> QualityReport:
         dbt_run=dbt_run,
         dbt_results=dbt_results,
         dbt_target=dbt_target,
+        raw_files=read_increment(build.lake_root, build.invocation_id),
     )

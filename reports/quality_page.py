@@ -199,6 +199,9 @@ def build_section(report: QualityReport) -> html.Section:
     ]
     ids = ["build-invocation", "build-snapshot", "build-published-at", "build-catalog"]
     ids += ["build-lake", *(f"build-snapshot-{m}" for m in build.snapshots if m != "trip_features")]
+    for key, label, value in raw_file_rows(report.raw_files):
+        rows.append((label, value))
+        ids.append(f"build-raw-{key}")
     body = html.Raw(
         "<p>Every number on this page is read from this one published build: the Iceberg "
         "snapshot of each mart that one <code>dbt build</code> published, and only their data "
@@ -207,6 +210,29 @@ def build_section(report: QualityReport) -> html.Section:
         + html.key_values(rows, table_id="build-table", row_ids=ids)
     )
     return html.Section("build", "Lake build", body)
+
+
+def raw_file_rows(record: dict | None) -> list[tuple[str, str, str]]:
+    """(id, label, value) rows: how the build read the raw files, and which it added."""
+    if record is None:
+        return [("mode", "raw files", "not recorded by this build")]
+    mode = record["mode"]
+    rows = [
+        (
+            "mode",
+            "raw files",
+            f"{len(record['files'])} file(s), {mode} build"
+            + (f" ({record['reason']})" if mode == "full" else f" on {record['published_build']}"),
+        )
+    ]
+    for key, label in (
+        ("added", "raw files added"),
+        ("changed", "raw files changed"),
+        ("removed", "raw files removed (rows dropped)"),
+        ("reread", "raw files read by this build"),
+    ):
+        rows.append((key, label, ", ".join(record[key]) or "none"))
+    return rows
 
 
 def other_build_warning(report: QualityReport) -> str:

@@ -18,6 +18,7 @@ from mlflow.data.meta_dataset import MetaDataset
 
 from lakehouse.build_artifacts import RUN_RESULTS, artifacts_uri, read_artifact
 from lakehouse.builds import PinnedBuild
+from lakehouse.increment import read_increment
 from training.lake import SplitFiles
 
 
@@ -38,7 +39,7 @@ def collect_lineage(data_uri: str, build: PinnedBuild, splits: dict[str, SplitFi
     The dbt invocation id comes from the snapshot's summary, i.e. from the build that really
     wrote the data, not from whatever `dbt_project/target/` holds now.
     """
-    tags = {"data.uri": data_uri, **build.describe(), **dbt_tags(build)}
+    tags = {"data.uri": data_uri, **build.describe(), **dbt_tags(build), **raw_tags(build)}
     files = []
     for split, split_files in splits.items():
         tags[f"data.{split}.rows"] = str(split_files.num_rows)
@@ -67,6 +68,31 @@ def dbt_tags(build: PinnedBuild) -> dict[str, str]:
         "dbt.manifest_sha256": results.get("metadata", {}).get("manifest_sha256", ""),
         "dbt.tests": ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())),
     }
+
+
+def listed(names: list[str], limit: int = 2000) -> str:
+    """File names for a tag, cut short (saying how many more) past `limit` characters."""
+    text = ", ".join(names)
+    if len(text) <= limit:
+        return text
+    shown = text[:limit].rsplit(", ", 1)[0]
+    return f"{shown} … (+{len(names) - shown.count(', ') - 1} more)"
+
+
+def raw_tags(build: PinnedBuild) -> dict[str, str]:
+    """The raw files the build read (`lakehouse.increment`): full or incremental, which files
+    it added, changed, removed and re-read, and one checksum of its whole raw input."""
+    record = read_increment(build.lake_root, build.invocation_id)
+    if record is None:
+        return {}
+    tags = {
+        "raw.build": record["mode"],
+        "raw.files": str(len(record["files"])),
+        "raw.files_sha256": record["files_sha256"],
+    }
+    for key in ("added", "changed", "removed", "reread"):
+        tags[f"raw.{key}"] = listed(record[key])
+    return tags
 
 
 def log_dataset(build: PinnedBuild, lineage: Lineage) -> None:

@@ -7,7 +7,9 @@ a fresh lake (`dbt build --full-refresh` is the same code path as a first build)
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +24,7 @@ from lakehouse.publish import PUBLISH_PAUSE_ENV
 from tests.conftest import REPO_ROOT, DbtProject
 from tests.lakehouse.test_write_audit_publish import kill_when, start_build
 from tests.pipeline.outputs import current_build, read_table
+from training.lineage import raw_tags
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +86,13 @@ def last_record(project: DbtProject) -> dict:
     return record
 
 
+def row_text(page: Path, row_id: str) -> str:
+    """The value cell of one row of the page's key-value tables, as text."""
+    found = re.search(rf'<tr id="{row_id}"><th>[^<]*</th><td[^>]*>(.*?)</td>', page.read_text())
+    assert found, row_id
+    return html.unescape(re.sub("<[^>]+>", "", found[1]))
+
+
 def data_lines(path: Path) -> list[str]:
     return path.read_text().splitlines(keepends=True)[1:]
 
@@ -110,6 +120,23 @@ def test_each_increment_equals_a_full_build(project, tmp_path):
     )
     assert "raw files 1 new, 0 changed, 0 removed; re-reading 1" in result.output
     assert_equal_to_full_build(project, tmp_path, "new_month")
+    # The data-quality page and the MLflow lineage tags say what the build added.
+    page = tmp_path / "quality.html"
+    report = subprocess.run(
+        [sys.executable, "-m", "reports.data_quality", "--lake", str(project.lake),
+         "--dbt-target", str(project.root / "dbt_target"), "--out", str(page)],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert row_text(page, "build-raw-added") == "taxi_2015_04.txt"
+    assert row_text(page, "build-raw-reread") == "taxi_2015_04.txt"
+    assert row_text(page, "build-raw-mode").startswith("4 file(s), incremental build on ")
+    tags = raw_tags(current_build(project.lake))
+    assert (tags["raw.build"], tags["raw.added"], tags["raw.files"]) == (
+        "incremental",
+        "taxi_2015_04.txt",
+        "4",
+    )
 
     # Two months at once.
     generate(raw, "2015-05:2015-06")
