@@ -16,8 +16,8 @@ Registers scalar functions the dbt macros in ``macros/lake.sql`` call:
   published files an incremental build keeps) as the mart's snapshot on the build's audit
   branch and returns them as JSON (the relation the tests then read).
 - ``lake_record_build(lake_root, invocation_id, run_results_json, manifest_path)``: on-run-end,
-  before publishing; writes the build's run results and manifest into the lake
-  (``lakehouse/build_artifacts.py``) and returns where.
+  before publishing; writes the build's run results, manifest and raw files read into the
+  lake (``lakehouse/build_artifacts.py``, ``lakehouse/increment.py``) and returns where.
 - ``lake_publish(lake_root, invocation_id, marts_json)``: on-run-end; publishes every staged
   mart in one catalog transaction, or fails naming the other build that published meanwhile.
 - ``lake_table_files(lake_root, table)``: on-run-start; the current data files of a lake table
