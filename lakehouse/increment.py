@@ -7,7 +7,7 @@ next build compares the raw folder with that record:
 
 - **full** (every file read, every mart rewritten): `--full-refresh`, nothing published yet, a
   published build without a record, or rules that changed (the output vars or the project's
-  models and macros: `logic`, a checksum of both);
+  models, macros and tests: `logic`, a checksum of them);
 - **incremental**: only new and changed files are read, plus every unchanged file that shares
   a `trip_key` with one of them named before it, or with what such a changed or removed file
   held (its rows may turn into, or stop being, a `duplicate`). The marts that hold rows per
@@ -194,7 +194,7 @@ def plan_increment(
     if record is None:
         return full(f"the published build {published} recorded no raw files")
     if record.get("logic") != logic:
-        return full("the rules changed since the published build (models, macros or vars)")
+        return full("the rules changed since the published build (models, macros, tests or vars)")
     published_files: dict[str, dict[str, list[str]]] = {}
     for name in marts_by_raw_file:
         table = load_mart(catalog, lake_root, name)
@@ -238,11 +238,12 @@ def read_increment(lake_root: str, invocation_id: str) -> dict | None:
 
 
 def project_logic(project_dir: str, output_vars: Mapping[str, object]) -> str:
-    """Checksum of what decides a row's outputs besides the raw file: the project's models,
-    macros and dbt_project.yml, and the values of the vars the rules read."""
+    """Checksum of what decides a row's outputs besides the raw file, and which tests it has
+    passed: the project's models, macros, tests and dbt_project.yml, and the values of the
+    vars the rules read."""
     digest = hashlib.sha256(json.dumps(output_vars, sort_keys=True, default=str).encode())
     paths = [os.path.join(project_dir, "dbt_project.yml")]
-    for folder in ("models", "macros"):
+    for folder in ("models", "macros", "tests"):
         for root, dirs, names in os.walk(os.path.join(project_dir, folder)):
             dirs.sort()
             paths += [os.path.join(root, name) for name in sorted(names)]

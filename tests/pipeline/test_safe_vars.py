@@ -83,20 +83,21 @@ def test_an_empty_raw_folder_stops_the_build_before_any_model(built):
     assert not _raw_source_exists(built)
 
 
-def test_a_hook_failing_as_it_runs_skips_every_node(built, monkeypatch):
+def test_a_hook_failing_as_it_is_rendered_stops_the_build(built, monkeypatch):
+    """The raw-source hook asks the lake how to build (full or incremental) as it renders."""
     before = _published(built)
     with monkeypatch.context() as patch:
         patch.setenv("LAKE_CATALOG_URI", "bogus://nowhere")
         result = built.dbt("build")
     assert result.returncode != 0
-    assert "ERROR hook: dc_taxi.on-run-start" in result.output
+    assert "cannot open the lake catalog bogus://nowhere" in result.output
     assert "OK created" not in result.output
-    assert "SKIP relation main.stg_dc_taxi__trips" in result.output
     assert _published(built) == before
 
 
-def test_without_dbts_skip_flag_the_staging_guard_stops_the_build(built, tmp_path):
-    """The second line of defence: even if dbt ran the models, staging refuses to start."""
+def _project_failing_its_raw_hook(tmp_path, skip_flag: bool):
+    """A copy of the dbt project whose raw-source hook fails as it runs, after it rendered
+    (and so dropped the previous raw source)."""
     project_dir = tmp_path / "dbt_project"
     shutil.copytree(
         REPO_ROOT / "dbt_project", project_dir, ignore=shutil.ignore_patterns("target", "logs")
@@ -106,9 +107,27 @@ def test_without_dbts_skip_flag_the_staging_guard_stops_the_build(built, tmp_pat
     hook = '  - "{{ declare_raw_source() }}"'
     flag = "skip_nodes_if_on_run_start_fails: true"
     assert hook in text and flag in text
-    # Fail as the hook runs, after it rendered (and so dropped the previous raw source).
     text = text.replace(hook, "  - \"select error('simulated'); {{ declare_raw_source() }}\"")
-    config.write_text(text.replace(flag, "skip_nodes_if_on_run_start_fails: false"))
+    config.write_text(
+        text.replace(flag, f"skip_nodes_if_on_run_start_fails: {str(skip_flag).lower()}")
+    )
+    return project_dir
+
+
+def test_a_hook_failing_as_it_runs_skips_every_node(built, tmp_path):
+    before = _published(built)
+    project_dir = _project_failing_its_raw_hook(tmp_path, skip_flag=True)
+    result = built.dbt("build", "--project-dir", str(project_dir))
+    assert result.returncode != 0
+    assert "ERROR hook: dc_taxi.on-run-start" in result.output
+    assert "OK created" not in result.output
+    assert "SKIP relation main.stg_dc_taxi__trips" in result.output
+    assert _published(built) == before
+
+
+def test_without_dbts_skip_flag_the_staging_guard_stops_the_build(built, tmp_path):
+    """The second line of defence: even if dbt ran the models, staging refuses to start."""
+    project_dir = _project_failing_its_raw_hook(tmp_path, skip_flag=False)
     result = built.dbt("run", "--project-dir", str(project_dir))
     assert result.returncode != 0
     assert (
