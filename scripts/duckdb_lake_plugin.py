@@ -201,7 +201,14 @@ class Plugin(BasePlugin):
                     keep,
                 )
             )
-        return json.dumps({"snapshot_id": snapshot_id, "files": [local_path(f) for f in files]})
+        kept = set(keep or ())
+        return json.dumps(
+            {
+                "snapshot_id": snapshot_id,
+                "files": [local_path(f) for f in files],
+                "new": [local_path(f) for f in files if f not in kept],
+            }
+        )
 
     def lake_publish(self, lake_root: str, invocation_id: str, marts_json: str) -> str:
         base = self.bases.get(invocation_id)

@@ -160,11 +160,17 @@
         ~ sql_string(folder ~ '/_schema.parquet') ~ ', ' ~ sql_string(partition_by or '')
         ~ ', ' ~ sql_string(files_by or '') ~ ')'
     ) -%}
-    {%- set files = fromjson(staged.columns[0].values()[0])['files'] -%}
-    {%- set sources = files if files else [folder ~ '/_schema.parquet'] -%}
-    {#- From here on, the relation the tests read is exactly the staged files. -#}
+    {%- set staged = fromjson(staged.columns[0].values()[0]) -%}
+    {%- set schema_only = [folder ~ '/_schema.parquet'] -%}
+    {#- From here on, the relation the tests read is exactly the staged files ... -#}
     create or replace view {{ this }} as
-    select * from read_parquet({{ sql_list(sources) }}, hive_partitioning = false)
+    select * from read_parquet(
+        {{ sql_list(staged['files'] or schema_only) }}, hive_partitioning = false
+    );
+    {#- ... and the rows this build wrote, which its row-by-row tests read (the others an
+        incremental build keeps passed them in the build that wrote them). -#}
+    create or replace view {{ lake_rows_of_this_build(this) }} as
+    select * from read_parquet({{ sql_list(staged['new'] or schema_only) }}, hive_partitioning = false)
 {%- endmacro %}
 
 {#- What ran in this build and how it ended, in dbt's run_results format (run_results.json is

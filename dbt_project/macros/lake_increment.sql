@@ -198,3 +198,32 @@
         cast(null as varchar) as source_file
     where false
 {%- endmacro %}
+
+{#- Tests of a mart that judge each row alone (not_null, ranges, accepted values) need only read
+    the rows this build wrote: an incremental build keeps the other rows as they were published,
+    by a build that passed the same tests (tests are part of the rules' checksum). They say so
+    with `where: "__lake_rows_of_this_build__"` (dbt_project.yml, for every mart test; a test
+    that judges the whole table sets `where: "true"`). On DuckDB such a test reads the view
+    `<mart>__this_build` that stage_to_lake declares; on Athena, where every build is a full
+    one, the whole table. -#}
+{% macro lake_rows_of_this_build_marker() -%}
+    {{- return('__lake_rows_of_this_build__') -}}
+{%- endmacro %}
+
+{% macro lake_rows_of_this_build(relation) -%}
+    {{- return(relation.incorporate(path={'identifier': relation.identifier ~ '__this_build'})) -}}
+{%- endmacro %}
+
+{% macro duckdb__get_where_subquery(relation) -%}
+    {%- if config.get('where', '') == lake_rows_of_this_build_marker() -%}
+        {{ return(lake_rows_of_this_build(relation)) }}
+    {%- endif -%}
+    {{ return(dbt.default__get_where_subquery(relation)) }}
+{%- endmacro %}
+
+{% macro athena__get_where_subquery(relation) -%}
+    {%- if config.get('where', '') == lake_rows_of_this_build_marker() -%}
+        {{ return(relation) }}
+    {%- endif -%}
+    {{ return(dbt.default__get_where_subquery(relation)) }}
+{%- endmacro %}
