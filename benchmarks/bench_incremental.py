@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.bench_sql_pipeline import (  # noqa: E402
     dbt_executable,
+    dbt_vars,
     ensure_raw,
     machine,
     measure,
@@ -110,9 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         "DUCKDB_PATH": str(run / "warehouse.duckdb"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
-    dbt_vars = json.dumps({"raw_path": str(raw), "lake_path": str(lake)})
     build = [dbt_executable(), "build", "--target", "local", "--threads", str(args.threads)]
-    build += ["--vars", dbt_vars]
+    build += ["--vars", dbt_vars(raw, lake)]
 
     runs = {}
     runs["first"] = measure("first", build, env, run / "logs" / "first.log", REPO_ROOT)

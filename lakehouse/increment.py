@@ -168,7 +168,7 @@ def plan_increment(
     """
     builds = {invocation_of_mart(catalog, lake_root, name, sid) for name, sid in base.items()}
     published = builds.pop() if len(builds) == 1 else None
-    record = read_artifact(lake_root, published, RAW_FILES) if published else None
+    record = read_increment(lake_root, published) if published else None
     known = [RawFile(**f) for f in record["files"]] if record else []
     files = fingerprint_raw_files(raw_folder, known)
 
