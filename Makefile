@@ -21,7 +21,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
 .PHONY: run setup setup-dev data build quality tune tuning-report predict evaluate model-report \
-	reports docs browser test lint format bench-sql bench-loader bench-training clean
+	reports docs browser test lint format bench-sql bench-loader bench-training image clean
 
 run: setup data build quality tune tuning-report predict evaluate model-report
 	@echo "reports: data/reports/data_quality.html data/reports/tuning.html" \
@@ -114,5 +114,15 @@ bench-loader: setup
 bench-training: setup
 	$(BIN)/python -m benchmarks.bench_training
 
+# The container image (Containerfile; README, "Run it in a container"), with docker or podman.
+# IMAGE= names it; BASE= is the base image, or `debootstrap` to make one offline from Debian's
+# packages (root); TORCH_INDEX_URL= adds an index for torch (a CUDA build). Uses the host's
+# python3 and its pip settings, not the venv.
+IMAGE ?= dc-taxi-lakehouse:latest
+BASE ?= python:3.11-slim
+image:
+	$(PYTHON) -m scripts.container_image build --image $(IMAGE) --base $(BASE) \
+	  $(if $(TORCH_INDEX_URL),--torch-index-url $(TORCH_INDEX_URL))
+
 clean:
-	rm -rf data dbt_project/target dbt_project/logs logs
+	rm -rf data dbt_project/target dbt_project/logs logs build

@@ -1,13 +1,16 @@
 """Where a model came from: the pinned lake build, its Parquet files and rows, and the dbt
 artifacts that build recorded beside its data (manifest checksum, how its tests ended).
 
-The code's git commit is MLflow's own `mlflow.source.git.commit` tag (set when the code runs
-from a git checkout; absent, not an error, in an image or an installed copy).
+The code's git commit is MLflow's own `mlflow.source.git.commit` tag: MLflow sets it when the
+code runs from a git checkout; the container image, which has no git, stamps the commit it was
+built from in `DC_TAXI_GIT_COMMIT` (Containerfile), and an installed copy has none (no tag, not
+an error).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,7 +42,13 @@ def collect_lineage(data_uri: str, build: PinnedBuild, splits: dict[str, SplitFi
     The dbt invocation id comes from the snapshot's summary, i.e. from the build that really
     wrote the data, not from whatever `dbt_project/target/` holds now.
     """
-    tags = {"data.uri": data_uri, **build.describe(), **dbt_tags(build), **raw_tags(build)}
+    tags = {
+        "data.uri": data_uri,
+        **build.describe(),
+        **dbt_tags(build),
+        **raw_tags(build),
+        **code_tags(),
+    }
     files = []
     for split, split_files in splits.items():
         tags[f"data.{split}.rows"] = str(split_files.num_rows)
@@ -49,6 +58,15 @@ def collect_lineage(data_uri: str, build: PinnedBuild, splits: dict[str, SplitFi
             for part in split_files.parts
         ]
     return Lineage(tags=tags, files=files)
+
+
+def code_tags() -> dict[str, str]:
+    """The commit stamped into the container image, as MLflow's own git tag; nothing elsewhere
+    (MLflow tags a run started from a git checkout itself)."""
+    commit = os.environ.get("DC_TAXI_GIT_COMMIT", "").strip()
+    if not commit or commit == "unknown":
+        return {}
+    return {"mlflow.source.git.commit": commit}
 
 
 def dbt_tags(build: PinnedBuild) -> dict[str, str]:
