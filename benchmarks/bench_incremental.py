@@ -30,13 +30,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.bench_sql_pipeline import (  # noqa: E402
-    dbt_executable,
     dbt_vars,
     ensure_raw,
     machine,
     measure,
     warm_page_cache,
 )
+from scripts.dbt_subprocess import dbt_env, dbt_executable  # noqa: E402
 
 MONTHS = ("2015-01", "2019-06")
 EXACT_MARTS = ("trip_features", "trips_rejected", "data_quality_summary")
@@ -102,15 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_page_cache(raw_all)
 
     lake = run / "lake"
-    env = {
-        **os.environ,
-        "DBT_PROJECT_DIR": str(REPO_ROOT / "dbt_project"),
-        "DBT_PROFILES_DIR": str(REPO_ROOT),
-        "DBT_TARGET_PATH": str(run / "target"),
-        "DBT_LOG_PATH": str(run / "logs"),
-        "DUCKDB_PATH": str(run / "warehouse.duckdb"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
+    env = dbt_env(run, target_path=run / "target", log_path=run / "logs")
     build = [dbt_executable(), "build", "--target", "local", "--threads", str(args.threads)]
     build += ["--vars", dbt_vars(raw, lake)]
 

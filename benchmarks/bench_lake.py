@@ -29,7 +29,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.bench_sql_pipeline import dbt_executable, machine, measure  # noqa: E402
+from benchmarks.bench_sql_pipeline import machine, measure  # noqa: E402
+from scripts.dbt_subprocess import dbt_env, dbt_executable  # noqa: E402
 
 BEFORE = "42e2a2c"  # the last commit whose dbt build wrote plain Parquet folders
 GIB = 1 << 30
@@ -51,15 +52,12 @@ def export_before(commit: str, into: Path) -> Path:
 
 
 def build_env(root: Path, work: Path, memory_limit: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DBT_PROJECT_DIR=str(root / "dbt_project"),
-        DBT_PROFILES_DIR=str(root),
-        DBT_TARGET_PATH=str(work / "target"),
-        DBT_LOG_PATH=str(work / "logs"),
-        DUCKDB_PATH=str(work / "warehouse.duckdb"),
+    env = dbt_env(
+        work,
+        root=root,
+        target_path=work / "target",
+        log_path=work / "logs",
         DUCKDB_MEMORY_LIMIT=memory_limit,
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
         PYTHONPATH=str(root),  # its own dbt-duckdb plugins
     )
     env.pop("DBT_TARGET", None)

@@ -58,7 +58,7 @@ MODEL_CODE = (
     "training/fare_pyfunc.py",
     "training/tracking.py",
     "training/lake.py",
-    "tests/fare_models.py",
+    "scripts/random_fare_models.py",
 )
 
 
@@ -115,7 +115,7 @@ def make_registry(out: Path) -> str:
     import contextlib
     import shutil
 
-    from tests.fare_models import register_fare_model
+    from scripts.random_fare_models import register_fare_model
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

@@ -40,6 +40,7 @@ from lakehouse.builds import PinnedBuild, pin_build
 from lakehouse.catalog import open_catalog
 from lakehouse.publish import publish_folders
 from scripts import s3_server
+from scripts.dbt_subprocess import dbt_env, dbt_executable
 from training.data import COLUMNS, TRAINING_MARTS, ParquetBatches
 from training.lake import discover_split, load_feature_stats
 
@@ -61,17 +62,9 @@ def build_lake(work: Path, rows: int) -> Path:
         cwd=REPO,
         check=True,
     )  # fmt: skip
-    env = {
-        **os.environ,
-        "DBT_PROJECT_DIR": str(REPO / "dbt_project"),
-        "DBT_PROFILES_DIR": str(REPO),
-        "DBT_TARGET_PATH": str(work / "dbt_target"),
-        "DBT_LOG_PATH": str(work / "dbt_logs"),
-        "DUCKDB_PATH": str(work / "warehouse.duckdb"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
+    env = dbt_env(work)
     dbt_vars = json.dumps({"raw_path": str(work / "raw"), "lake_path": str(lake)})
-    dbt = str(Path(sys.executable).with_name("dbt"))
+    dbt = dbt_executable()
     subprocess.run(
         [dbt, "build", "--target", "local", "--vars", dbt_vars, "--quiet"],
         cwd=REPO,

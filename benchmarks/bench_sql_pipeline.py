@@ -42,6 +42,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from scripts.dbt_subprocess import dbt_env, dbt_executable
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
 HANDWRITTEN_SQL = BENCH_DIR / "handwritten_duckdb.sql"
@@ -193,25 +195,10 @@ def measure(
 # contenders
 
 
-def dbt_executable() -> str:
-    candidate = Path(sys.executable).with_name("dbt")
-    found = str(candidate) if candidate.exists() else shutil.which("dbt")
-    if not found:
-        sys.exit("dbt not found — install the project first (`pip install -e .`)")
-    return found
-
-
-def dbt_env(workdir: Path, target_path: Path, args: argparse.Namespace) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DBT_PROJECT_DIR=str(args.dbt_project_dir),
-        DBT_PROFILES_DIR=str(args.dbt_profiles_dir),
-        # Our own target/log folders, so the benchmark never touches dbt_project/target.
-        DBT_TARGET_PATH=str(target_path),
-        DBT_LOG_PATH=str(workdir / "dbt_logs"),
-        DUCKDB_PATH=str(workdir / "warehouse.duckdb"),
-        DUCKDB_MEMORY_LIMIT=args.memory_limit,
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+def bench_dbt_env(workdir: Path, target_path: Path, args: argparse.Namespace) -> dict[str, str]:
+    env = dbt_env(workdir, target_path=target_path, DUCKDB_MEMORY_LIMIT=args.memory_limit)
+    env.update(  # the project under test may be another checkout
+        DBT_PROJECT_DIR=str(args.dbt_project_dir), DBT_PROFILES_DIR=str(args.dbt_profiles_dir)
     )
     env.pop("DBT_TARGET", None)
     return env
@@ -256,7 +243,7 @@ def run_contender(name: str, raw: Path, work: Path, args: argparse.Namespace) ->
     log = workdir / f"{name}.log"
     if name in ("dbt_build", "dbt_run"):
         target_path = work / "dbt_target"  # shared, so dbt's partial parsing is warm
-        env = dbt_env(workdir, target_path, args)
+        env = bench_dbt_env(workdir, target_path, args)
         command = [dbt_executable(), name.split("_")[1], "--vars", dbt_vars(raw, lake)]
         run = measure(name, command, env, log, REPO_ROOT)
         if run.returncode == 0:
@@ -717,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
         # Parse once up front so every timed dbt command finds a warm partial-parse cache,
         # as a user's second `dbt build` does.
         target_path = work / "dbt_target"
-        env = dbt_env(work / "runs" / "dbt_parse", target_path, args)
+        env = bench_dbt_env(work / "runs" / "dbt_parse", target_path, args)
         parse_vars = dbt_vars(raw, work / "runs" / "dbt_parse" / "lake")
         subprocess.run(
             [dbt_executable(), "parse", "--vars", parse_vars],

@@ -255,8 +255,10 @@ def run_command(
     argv: list[str],
     volumes: list[str] = (),
     env: dict[str, str] | None = None,
+    detach_as: str | None = None,
 ) -> list[str]:
-    """`<engine> run` of `argv` in `image` with this machine's flags, the host's network."""
+    """`<engine> run` of `argv` in `image` with this machine's flags, the host's network;
+    in the background as container `detach_as` when given."""
     command = [
         *engine_command(engine_name),
         "run",
@@ -264,10 +266,12 @@ def run_command(
         "--network=host",
         *ulimit_flags(engine_name),
     ]
+    if detach_as:
+        command += ["--detach", "--name", detach_as]
     for volume in volumes:
         command += ["--volume", volume]
     for name in env or {}:
-        command += ["--env", name]  # the value comes from this process's environment
+        command += ["--env", name]  # the value comes from the engine's environment: `env`
     return [*command, image, *argv]
 
 

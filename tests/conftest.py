@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from scripts.dbt_subprocess import REPO_ROOT, dbt_env, dbt_executable
 
 
 def pytest_addoption(parser):
@@ -50,16 +49,7 @@ class DbtProject:
         return self.root / "lake"
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            DBT_PROJECT_DIR=str(REPO_ROOT / "dbt_project"),
-            DBT_PROFILES_DIR=str(REPO_ROOT),
-            DBT_TARGET_PATH=str(self.root / "dbt_target"),
-            DBT_LOG_PATH=str(self.root / "dbt_logs"),
-            DUCKDB_PATH=str(self.root / "warehouse.duckdb"),
-            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        )
-        return env
+        return dbt_env(self.root)
 
     def dbt(
         self, *args: str, raw: Path | str | None = None, extra_vars: dict | None = None
@@ -72,7 +62,7 @@ class DbtProject:
             **(extra_vars or {}),
         }
         command = [
-            str(Path(sys.executable).with_name("dbt")),
+            dbt_executable(),
             *args,
             "--target",
             self.target,

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from scripts.dbt_subprocess import dbt_env, dbt_executable
 from tests.conftest import REPO_ROOT, DbtResult
 
 RAW_PREFIX = "s3://dc-taxi-offline/raw"
@@ -49,18 +49,8 @@ class OfflineDbt:
     root: Path
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {name: value for name, value in os.environ.items() if name not in _UNSET}
-        env.update(OFFLINE_ENV)
-        env.update(
-            DBT_PROJECT_DIR=str(REPO_ROOT / "dbt_project"),
-            DBT_PROFILES_DIR=str(REPO_ROOT),
-            DBT_TARGET_PATH=str(self.root / "dbt_target"),
-            DBT_LOG_PATH=str(self.root / "dbt_logs"),
-            DUCKDB_PATH=str(self.root / "warehouse.duckdb"),
-            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        )
-        env.update(extra or {})
-        return env
+        base = {name: value for name, value in os.environ.items() if name not in _UNSET}
+        return dbt_env(self.root, base={**base, **OFFLINE_ENV}, **(extra or {}))
 
     def dbt(
         self,
@@ -71,7 +61,7 @@ class OfflineDbt:
     ) -> DbtResult:
         dbt_vars = {"raw_path": RAW_PREFIX, "lake_path": LAKE_PREFIX, **(dbt_vars or {})}
         command = [
-            str(Path(sys.executable).with_name("dbt")),
+            dbt_executable(),
             *args,
             "--target",
             target,

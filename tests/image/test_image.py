@@ -7,10 +7,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -123,10 +128,25 @@ def test_the_image_runs_as_a_user_with_no_secrets_and_only_the_project(engine, i
     assert "present:" not in absent
 
 
-def compose_file() -> dict:
+def compose_file(variables: dict[str, str] | None = None) -> dict:
+    """compose.yaml as compose reads it: `${NAME:-default}` / `${NAME:?why}` from `variables`
+    (left as written without them), `$$` for a literal `$`."""
     import yaml  # dbt's dependency
 
-    return yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
+    text = (REPO_ROOT / "compose.yaml").read_text()
+    if variables is not None:
+
+        def value(match: re.Match) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, kind, default = match.group(1), match.group(2), match.group(3)
+            if name in variables:
+                return variables[name]
+            assert kind == "-", f"compose.yaml needs {name}: {default}"
+            return default
+
+        text = re.sub(r"\$\$|\$\{([A-Z_]+)(?::([-?])([^}]*))?\}", value, text)
+    return yaml.safe_load(text)
 
 
 def test_the_compose_stack_keeps_secrets_in_the_environment_and_ports_on_loopback():
@@ -168,3 +188,100 @@ def test_the_compose_services_of_the_image_find_their_programs(engine, image):
     output = in_image(engine, image, " > /dev/null && ".join(checks) + " > /dev/null; echo ok")
     assert output.strip().endswith("ok"), output
     assert len(checks) == 6, checks
+
+
+def test_the_compose_stack_runs_service_by_service(engine, image, tmp_path, monkeypatch):
+    """`compose up` cannot start here: the stack's postgres and seaweedfs images come from a
+    registry this machine cannot reach. So the same programs run on the host instead
+    (scripts.postgres_server, scripts.s3_server: PostgreSQL and SeaweedFS on 127.0.0.1), and
+    every service of the project's image runs as compose.yaml says (its command and
+    environment, interpolated as compose does), one `podman run` each, with the service names
+    compose's network would resolve mapped to those servers: buckets, mlflow, build, then two
+    tune-workers sharing one study."""
+    from psycopg import connect
+
+    from scripts import postgres_server, s3_server
+    from scripts._server import free_port
+    from tests.scaleout.conftest import pg_data_dir, require_postgres
+
+    require_postgres()
+
+    secrets_env = {
+        "PGPASSWORD": secrets.token_hex(16),
+        "AWS_ACCESS_KEY_ID": "dc-taxi-compose",
+        "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20),
+    }
+    for name, value in secrets_env.items():
+        monkeypatch.setenv(name, value)
+    variables = {**secrets_env, "ROWS": "20000", "MAX_TRIALS": "2", "STUDY": "compose-test"}
+    services = compose_file(variables)["services"]
+    pg_dir = pg_data_dir()
+    pg = postgres_server.start(pg_dir, port=0, databases=("optuna", "mlflow", "lake"))
+    s3 = s3_server.start(tmp_path / "s3", port=0, identities=[s3_server.identity_from_env()])
+    mlflow_port = free_port()
+    address = {  # what compose's network resolves, and where this test's servers listen
+        "postgres:5432": f"127.0.0.1:{pg.port}",
+        "s3:8333": s3.endpoint.removeprefix("http://"),
+        "mlflow:5000": f"127.0.0.1:{mlflow_port}",
+        "--port=5000": f"--port={mlflow_port}",
+        "--host=0.0.0.0": "--host=127.0.0.1",  # the host's network here, not compose's
+    }
+
+    def mapped(text: str) -> str:
+        for compose_address, here in address.items():
+            text = text.replace(compose_address, here)
+        return text
+
+    def container(name: str, detach_as: str | None = None) -> subprocess.CompletedProcess:
+        service = services[name]
+        env = {key: mapped(str(value)) for key, value in service["environment"].items()}
+        argv = [mapped(part) for part in service["command"]]
+        command = container_image.run_command(engine, image, argv, env=env, detach_as=detach_as)
+        return subprocess.run(command, env={**os.environ, **env}, capture_output=True,
+                              text=True, timeout=900, check=False)  # fmt: skip
+
+    mlflow_name = f"dc-taxi-mlflow-{secrets.token_hex(4)}"
+    try:
+        buckets = container("buckets")
+        assert buckets.returncode == 0, buckets.stdout[-3000:] + buckets.stderr[-3000:]
+        started = container("mlflow", detach_as=mlflow_name)
+        assert started.returncode == 0, started.stderr[-3000:]
+        wait_for_http(f"http://127.0.0.1:{mlflow_port}/health", timeout=120)
+        built = container("build")
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+        assert "Completed successfully" in built.stdout + built.stderr
+        with ThreadPoolExecutor(2) as pool:
+            workers = list(pool.map(lambda _: container("tune-worker"), range(2)))
+        for worker in workers:
+            assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
+        url = f"host=127.0.0.1 port={pg.port} user={pg.user}"
+        with connect(f"{url} dbname=optuna") as db:
+            trials = db.execute(
+                "select count(*) from trials join studies using (study_id) "
+                "where study_name = 'compose-test' and state = 'COMPLETE'"
+            ).fetchone()[0]
+        with connect(f"{url} dbname=mlflow") as db:
+            runs = db.execute("select count(*) from runs where status = 'FINISHED'").fetchone()[0]
+        with connect(f"{url} dbname=lake") as db:
+            tables = {row[0] for row in db.execute("select table_name from iceberg_tables")}
+        assert trials == 2  # MAX_TRIALS: both workers together
+        assert runs >= 2
+        assert "trip_features" in tables
+    finally:
+        subprocess.run([*container_image.engine_command(engine), "rm", "-f", mlflow_name],
+                       capture_output=True, check=False)  # fmt: skip
+        s3_server.stop(tmp_path / "s3", timeout=2)
+        postgres_server.stop(pg_dir, mode="immediate")
+        shutil.rmtree(pg_dir, ignore_errors=True)
+
+
+def wait_for_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)

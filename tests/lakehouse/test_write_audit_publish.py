@@ -24,6 +24,7 @@ from lakehouse.builds import pin_build
 from lakehouse.catalog import lake_uri, load_mart, open_catalog
 from lakehouse.publish import PUBLISH_PAUSE_ENV, audit_branch
 from reports.dbt_artifacts import load_build_dbt_run, load_dbt_run
+from scripts.dbt_subprocess import dbt_executable
 from tests.conftest import REPO_ROOT, DbtProject, generate_raw
 from tests.pipeline.outputs import current_build, read_mart, read_table
 from training import train
@@ -76,7 +77,7 @@ def published(tmp_path_factory, request):
 
 def start_build(project: DbtProject, raw: Path, extra_env: dict | None = None):
     dbt_vars = f"{{raw_path: '{raw}', lake_path: '{project.lake}'}}"
-    command = [str(Path(sys.executable).with_name("dbt")), "build", "--target", project.target]
+    command = [dbt_executable(), "build", "--target", project.target]
     return subprocess.Popen(
         [*command, "--vars", dbt_vars],
         cwd=REPO_ROOT,

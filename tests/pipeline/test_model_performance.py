@@ -12,8 +12,8 @@ import pytest
 
 from lakehouse.catalog import local_path, open_catalog
 from lakehouse.predictions import predictions_folder, publish_predictions
+from scripts.random_fare_models import register_fare_model
 from tests.conftest import DbtProject, generate_raw
-from tests.fare_models import register_fare_model
 from tests.pipeline.outputs import current_build, read_table
 from training import predict
 

@@ -105,7 +105,7 @@ def scored_lake(tmp_path_factory, request) -> ScoredLake:
     # In its own process (MLflow's tracking URI is global), from the project's folder (where
     # MLflow puts the run's artifacts).
     register = (
-        "import sys; from tests.fare_models import register_fare_model; "
+        "import sys; from scripts.random_fare_models import register_fare_model; "
         "register_fare_model(sys.argv[1], sys.argv[2], seed=0, alias='champion')"
     )
     subprocess.run(

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.fare_models import random_trips, register_fare_model
+from scripts.random_fare_models import random_trips, register_fare_model
 from training import predict
 from training.lake import FEATURES
 

@@ -12,7 +12,7 @@ import pytest
 from lakehouse.builds import pin_build
 from lakehouse.catalog import open_catalog
 from lakehouse.predictions import TABLE, predictions_table
-from tests.fare_models import exported_fares, random_trips, register_fare_model
+from scripts.random_fare_models import exported_fares, random_trips, register_fare_model
 from training import predict
 from training.lake import FEATURES
 

@@ -1,4 +1,5 @@
-"""Registered fare models for tests: real MLflow registry entries, randomly initialised nets.
+"""Registered fare models for tests and benchmarks: real MLflow registry entries, randomly
+initialised nets.
 
 What a model predicts does not matter to the tests that use these; that predictions, the lake,
 dbt and the pages agree about them does.
