@@ -114,7 +114,7 @@ bench-loader: setup
 bench-training: setup
 	$(BIN)/python -m benchmarks.bench_training
 
-# The container image (Containerfile; README, "Run it in a container"), with docker or podman.
+# The container image (Containerfile; docs/container.md), with docker or podman.
 # IMAGE= names it; BASE= is the base image, or `debootstrap` to make one offline from Debian's
 # packages (root); TORCH_INDEX_URL= adds an index for torch (a CUDA build). Uses the host's
 # python3 and its pip settings, not the venv.

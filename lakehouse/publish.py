@@ -19,7 +19,6 @@ import posixpath
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -40,8 +39,10 @@ from lakehouse.catalog import (
     NAMESPACE,
     LakeError,
     T,
+    filesystem_of,
     identifier,
     is_locked,
+    lake_uri,
     load_mart,
     open_catalog,
     retry_while,
@@ -87,11 +88,9 @@ def current_snapshots(catalog: Catalog, lake_root: str) -> dict[str, int | None]
 
 def list_data_files(folder: str) -> list[str]:
     """Parquet files under `folder` (a path or URI) as sorted URIs; `_`/`.` names skipped."""
-    if "://" in folder:
-        filesystem, root = pafs.FileSystem.from_uri(folder)
-        scheme = "file://" if folder.startswith("file:") else folder.split("://", 1)[0] + "://"
-    else:
-        filesystem, root, scheme = pafs.LocalFileSystem(), str(Path(folder).resolve()), "file://"
+    uri = lake_uri(folder)
+    filesystem, root = filesystem_of(uri)
+    scheme = uri.split("://", 1)[0] + "://"
     if filesystem.get_file_info(root).type != pafs.FileType.Directory:
         return []
     return sorted(

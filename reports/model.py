@@ -46,6 +46,7 @@ from reports.marts import (
 from reports.model_page import render
 from training.lake import discover_split, load_feature_stats
 from training.predict import DEFAULT_MODEL
+from training.tracking_names import TEST_RMSE
 
 MART = "model_performance"
 RUN_FIRST = "run `python -m training.predict` then `dbt build`"
@@ -201,7 +202,7 @@ def resolve_model(uri: str, tracking_uri: str) -> ModelVersion:
                 aliases=tuple(sorted(found.aliases)),
                 run_id=found.run_id,
                 registered_at=datetime.fromtimestamp(found.creation_timestamp / 1000, UTC),
-                recorded_test_rmse=metrics.get("test_rmse"),
+                recorded_test_rmse=metrics.get(TEST_RMSE),
             )
     if alias is not None:
         raise ModelNotFound(f"cannot resolve {uri}: {problem}")

@@ -99,6 +99,12 @@ def dbt_test_attention(test: DbtTest, analysis: split_analysis.SplitAnalysis | N
 
 def attentions(report: QualityReport) -> list[Attention]:
     """Everything on the page that failed, then everything that warned."""
+    found = lake_attentions(report) + dbt_attentions(report)
+    return sorted(found, key=lambda item: item.kind != "fail")  # stable: failures first
+
+
+def lake_attentions(report: QualityReport) -> list[Attention]:
+    """What the page's own checks of the lake found: reconciliation, feature_stats."""
     found = []
     mismatched = [check for check in report.checks if not check.ok]
     if mismatched:
@@ -124,6 +130,12 @@ def attentions(report: QualityReport) -> list[Attention]:
                 'see <a href="#distributions">the means per split</a>.',
             )
         )
+    return found
+
+
+def dbt_attentions(report: QualityReport) -> list[Attention]:
+    """What dbt's tests of the build say, or that there are none; the z-tests' flag."""
+    found = []
     run = report.dbt_run
     if run is None:
         found.append(
@@ -164,7 +176,7 @@ def attentions(report: QualityReport) -> list[Attention]:
         found.append(
             Attention("z-tests", "warn", "split differs", flagged_pairs_text(report.splits))
         )
-    return sorted(found, key=lambda item: item.kind != "fail")  # stable: failures first
+    return found
 
 
 def attention_section(report: QualityReport) -> html.Section:
@@ -430,13 +442,36 @@ UNITS = (
 
 def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Section:
     a = analysis
-    knee_rows = []
+    caveats = "".join(f"<li>{html.esc(c)}</li>" for c in split_analysis.CAVEATS)
+    body = html.Raw(
+        "<p>The book's method: the standard error of the mean (SEM) of nested random samples "
+        "of 2<sup>10</sup>, 2<sup>11</sup>, … rows and of all rows; the knee is the point "
+        "farthest from the chord joining the curve's ends (log<sub>2</sub> rows against SEM, "
+        "both scaled to 0..1). Same numbers as <code>python -m reports.split_analysis</code>.</p>"
+        + held_out_sizes(a)
+        + html.svg_figure(sem_figure(a), "SEM against sample rows; red: the knee.")
+        + knee_table(a)
+        + "<h3>Each held-out split against train (z-test)</h3>"
+        "<p>z = (mean<sub>split</sub> &minus; mean<sub>train</sub>) / (&sigma;<sub>train</sub> / √n"
+        "<sub>split</sub>) and its two-sided p-value, per pair: the book's test.</p>"
+        + z_decision(a)
+        + z_test_table(a)
+        + f'<div class="caveat" id="split-caveats"><b>Where this method is weak</b>'
+        f"<ul>{caveats}</ul></div>"
+    )
+    return html.Section("split-analysis", "Split analysis", body)
+
+
+def knee_table(a: split_analysis.SplitAnalysis) -> str:
+    """Per column: its std, the SEM of the first sample and of all rows, the knee, and where
+    the knee lands when the curve starts later."""
+    rows = []
     for column in a.columns:
         moved = ", ".join(
             f"{start:,} → {found:,}" if found else f"{start:,} → —"
             for start, found in column.knee_by_range_start
         )
-        knee_rows.append(
+        rows.append(
             (
                 column.column,
                 measured(column.column, column.std),
@@ -447,7 +482,24 @@ def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Secti
                 moved,
             )
         )
-    z_rows, z_ids = [], []
+    return html.table(
+        [
+            "column",
+            "std",
+            "SEM first sample",
+            "SEM all rows",
+            "knee rows",
+            "SEM at knee",
+            "knee if the curve starts at",
+        ],
+        rows,
+        table_id="knees",
+    )
+
+
+def z_test_table(a: split_analysis.SplitAnalysis) -> str:
+    """One row per (column, held-out split): its z-test against train and the verdict."""
+    rows, ids = [], []
     for column in a.columns:
         for test in column.tests:
             verdict = (
@@ -457,7 +509,7 @@ def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Secti
                 if test.z is not None
                 else html.badge("constant", "warn")
             )
-            z_rows.append(
+            rows.append(
                 (
                     column.column,
                     test.split,
@@ -469,42 +521,13 @@ def split_analysis_section(analysis: split_analysis.SplitAnalysis) -> html.Secti
                     verdict,
                 )
             )
-            z_ids.append(f"z-{column.column}-{test.split}")
-    caveats = "".join(f"<li>{html.esc(c)}</li>" for c in split_analysis.CAVEATS)
-    body = html.Raw(
-        "<p>The book's method: the standard error of the mean (SEM) of nested random samples "
-        "of 2<sup>10</sup>, 2<sup>11</sup>, … rows and of all rows; the knee is the point "
-        "farthest from the chord joining the curve's ends (log<sub>2</sub> rows against SEM, "
-        "both scaled to 0..1). Same numbers as <code>python -m reports.split_analysis</code>.</p>"
-        + held_out_sizes(a)
-        + html.svg_figure(sem_figure(a), "SEM against sample rows; red: the knee.")
-        + html.table(
-            [
-                "column",
-                "std",
-                "SEM first sample",
-                "SEM all rows",
-                "knee rows",
-                "SEM at knee",
-                "knee if the curve starts at",
-            ],
-            knee_rows,
-            table_id="knees",
-        )
-        + "<h3>Each held-out split against train (z-test)</h3>"
-        "<p>z = (mean<sub>split</sub> &minus; mean<sub>train</sub>) / (&sigma;<sub>train</sub> / √n"
-        "<sub>split</sub>) and its two-sided p-value, per pair: the book's test.</p>"
-        + z_decision(a)
-        + html.table(
-            ["column", "split", "rows", "split mean", "train mean", "z", "p-value", "flag"],
-            z_rows,
-            table_id="z-tests",
-            row_ids=z_ids,
-        )
-        + f'<div class="caveat" id="split-caveats"><b>Where this method is weak</b>'
-        f"<ul>{caveats}</ul></div>"
+            ids.append(f"z-{column.column}-{test.split}")
+    return html.table(
+        ["column", "split", "rows", "split mean", "train mean", "z", "p-value", "flag"],
+        rows,
+        table_id="z-tests",
+        row_ids=ids,
     )
-    return html.Section("split-analysis", "Split analysis", body)
 
 
 def z_decision(a: split_analysis.SplitAnalysis) -> str:

@@ -42,12 +42,16 @@ from reports.cli import DEFAULT_STORAGE as DEFAULT_STORAGE
 from reports.cli import DEFAULT_STUDY as DEFAULT_STUDY
 from training.defaults import default_tracking_uri
 from training.study import RUN_ATTR, first_line, masked
+from training.tracking_names import (
+    BEST_TRIAL_TAG,
+    MODEL_NAME_TAG,
+    MODEL_VERSION_TAG,
+    NOISE_FLOOR_RMSE,
+    PARENT_RUN_ATTR,
+    TEST_RMSE,
+)
 
-PARENT_ATTR = "mlflow_parent_run_id"  # study user attr (training.tune.PARENT_ATTR)
-# What training.champion records on the parent run when it crowns the best trial (a test of
-# the tuning page reads them back from a real tune).
-TEST_RMSE, NOISE_FLOOR = "test_rmse", "noise_floor_rmse"
-MODEL_NAME, MODEL_VERSION, BEST_TRIAL = "model.name", "model.version", "best_trial"
+PARENT_ATTR = PARENT_RUN_ATTR  # study user attr (what training.tune records)
 NOT_RECORDED = "not recorded"
 STATE_KIND = {"COMPLETE": "ok", "PRUNED": "warn", "RUNNING": "warn", "WAITING": "warn"}
 PLOT_HEIGHT = 460
@@ -180,7 +184,7 @@ class ParentRun:
 
     def model_link(self) -> html.Raw | str:
         """The registered model and version, linked in the MLflow UI when there is one."""
-        name, version = self.tags.get(MODEL_NAME), self.tags.get(MODEL_VERSION)
+        name, version = self.tags.get(MODEL_NAME_TAG), self.tags.get(MODEL_VERSION_TAG)
         if not name or not version:
             return NOT_RECORDED
         text = f"{name} version {version}"
@@ -345,7 +349,7 @@ def trials_table(study: optuna.Study, parent: ParentRun) -> html.Raw:
 def result_section(study: optuna.Study, parent: ParentRun) -> html.Section:
     """The study's outcome at a glance: validation, test, the noise floor and the model."""
     best = study.best_trial if completed(study) else None
-    test, floor = parent.metrics.get(TEST_RMSE), parent.metrics.get(NOISE_FLOOR)
+    test, floor = parent.metrics.get(TEST_RMSE), parent.metrics.get(NOISE_FLOOR_RMSE)
 
     def recorded(value: float | None) -> object:
         return NOT_RECORDED if value is None else rmse(value)
@@ -370,7 +374,7 @@ def result_section(study: optuna.Study, parent: ParentRun) -> html.Section:
             f'<p class="caveat" id="result-problem">Nothing read from MLflow: '
             f"{html.esc(parent.problem)}.</p>"
         )
-    crowned = parent.tags.get(BEST_TRIAL)
+    crowned = parent.tags.get(BEST_TRIAL_TAG)
     if best is not None and crowned is not None and crowned != str(best.number):
         notes += (
             f'<p class="caveat" id="result-stale">The test RMSE and the registered model are of '

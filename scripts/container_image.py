@@ -1,4 +1,4 @@
-"""Build and run the project's container image (Containerfile; README, "Run it in a container").
+"""Build and run the project's container image (Containerfile; docs/container.md).
 
     python -m scripts.container_image build [--image NAME] [--base IMAGE | --base debootstrap]
     python -m scripts.container_image run [--image NAME] [--volume HOST:CONTAINER] -- CMD ...
@@ -112,6 +112,8 @@ def build_wheels(python: str, torch_index_url: str | None) -> list[Path]:
     subprocess.run(
         [*pip, "wheel", "-qq", "--no-deps", "--wheel-dir", wheels, REPO_ROOT], check=True
     )
+    for leftover in ("lib", f"bdist.linux-{platform.machine()}"):  # setuptools' in-tree build
+        shutil.rmtree(REPO_ROOT / "build" / leftover, ignore_errors=True)
     project = next(wheels.glob("dc_taxi_lakehouse-*.whl"))
     download = [
         *pip,

@@ -389,45 +389,15 @@ def _month_columns(
     params: GeneratorParams,
     model: FareModel,
 ) -> tuple[dict[str, np.ndarray], dict[str, object]]:
-    """Draw the n distinct trips of a month as numeric/code columns, plus their statistics."""
+    """Draw the n distinct trips of a month as numeric/code columns, plus their statistics.
+
+    Each step below draws from `rng` in turn; their order is part of the seed's output."""
     locs = _locations()
-    days = calendar.monthrange(year, month)[1]
-    first_dow = date(year, month, 1).isoweekday()
-
-    # Pickup hour: uniform day, hour profile by weekday/weekend; sorted like the real files.
-    day = rng.integers(0, days, n)
-    weekend = (first_dow - 1 + day) % 7 >= 5
-    u = rng.random(n)
-    hour = np.where(
-        weekend,
-        np.searchsorted(_cdf(_WEEKEND_HOURS), u, side="right"),
-        np.searchsorted(_cdf(_WEEKDAY_HOURS), u, side="right"),
-    )
-    pickup = np.sort(day * 24 + hour)
-    dow = (first_dow - 1 + pickup // 24) % 7 + 1
-
+    pickup, dow = _draw_pickups(rng, year, month, n)
     origin = _sample_dc_cells(rng, n, locs)
     dest = _sample_dc_cells(rng, n, locs)
-
-    # Missing values.
-    pickup_missing = rng.random(n) < params.pickup_time_missing
-    origin_missing = rng.random(n) < params.origin_coords_missing
-    dest_missing = rng.random(n) < params.dest_coords_missing
-
-    # Coordinate anomalies, drawn among rows with a point present (one point each).
-    has_point = ~(origin_missing & dest_missing)
-    u = rng.random(n) * params.any_point_present
-    outside = has_point & (u < params.outside_service_area)
-    coord_garbage = (
-        has_point
-        & (u >= params.outside_service_area)
-        & (u < params.outside_service_area + params.coord_garbage)
-    )
-    on_dest = np.where(origin_missing, True, np.where(dest_missing, False, rng.random(n) < 0.5))
-    rows, suburbs = _draw_where(outside, lambda k: rng.integers(locs.n_dc, locs.lat_u.size, k))
-    origin[rows[~on_dest[rows]]] = suburbs[~on_dest[rows]]
-    dest[rows[on_dest[rows]]] = suburbs[on_dest[rows]]
-
+    missing = _draw_missing(rng, n, params)
+    coords = _draw_coordinate_dirt(rng, params, locs, origin, dest, missing)
     features = {
         "origin_lat": locs.lat_u[origin] / 1e6,
         "origin_lon": locs.lon_u[origin] / 1e6,
@@ -440,15 +410,107 @@ def _month_columns(
     }
     profile = trip_profile(features, model)
     true_fare = sample_fare_cents(profile.meter_fare, rng, model)
+    fare_kind, fare = _draw_fare_dirt(rng, params, true_fare)
+    amounts = _draw_amounts(rng, params, fare_kind, fare, true_fare)
+    tokens = _draw_tokens(rng, params, fare_kind, missing, coords)
+    descriptors = _draw_descriptors(rng, profile, pickup)
+    month_key = (year - FIRST_MONTH[0]) * 12 + month - 1
+    columns = {
+        "objectid": month_key * 100_000_000 + np.arange(1, n + 1, dtype=np.int64),
+        "triptype": _categorical(rng, [w for _, w in TRIP_TYPES], n),
+        "provider": _categorical(rng, [w for _, w in PROVIDERS], n),
+        "fare": fare,
+        **{key: value for key, value in amounts.items() if key != "inconsistent"},
+        "origin": origin,
+        "dest": dest,
+        "mileage": descriptors["mileage"],
+        "duration": descriptors["duration"],
+        "airport": locs.airport[origin] | locs.airport[dest],
+        "pickup": pickup,
+        "dropoff": descriptors["dropoff"],
+        **tokens,
+    }
+    masks = {
+        **missing,
+        "fare_null": fare_kind == 0,
+        "fare_below_min": fare_kind == 1,
+        "fare_above_max": fare_kind == 2,
+        "fare_garbage": fare_kind == 3,
+        "outside_service_area": coords["outside"],
+        "coord_garbage": coords["garbage"],
+        "total_inconsistent": amounts["inconsistent"],
+    }
+    return columns, {"masks": masks, **_clean_stats(masks, fare, profile, model)}
 
-    # Fare dirt: one kind per row at most.
+
+def _draw_pickups(
+    rng: np.random.Generator, year: int, month: int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pickup hours of the month (uniform day, hour profile by weekday/weekend), sorted like
+    the real files, and their ISO weekdays."""
+    days = calendar.monthrange(year, month)[1]
+    first_dow = date(year, month, 1).isoweekday()
+    day = rng.integers(0, days, n)
+    weekend = (first_dow - 1 + day) % 7 >= 5
+    u = rng.random(n)
+    hour = np.where(
+        weekend,
+        np.searchsorted(_cdf(_WEEKEND_HOURS), u, side="right"),
+        np.searchsorted(_cdf(_WEEKDAY_HOURS), u, side="right"),
+    )
+    pickup = np.sort(day * 24 + hour)
+    return pickup, (first_dow - 1 + pickup // 24) % 7 + 1
+
+
+def _draw_missing(rng: np.random.Generator, n: int, params: GeneratorParams) -> dict:
+    """Rows whose pickup time, origin or destination is missing."""
+    return {
+        "pickup_time_missing": rng.random(n) < params.pickup_time_missing,
+        "origin_coords_missing": rng.random(n) < params.origin_coords_missing,
+        "dest_coords_missing": rng.random(n) < params.dest_coords_missing,
+    }
+
+
+def _draw_coordinate_dirt(
+    rng: np.random.Generator,
+    params: GeneratorParams,
+    locs: _Locations,
+    origin: np.ndarray,
+    dest: np.ndarray,
+    missing: dict,
+) -> dict:
+    """Coordinate anomalies among rows with a point present, one point each: outside the
+    service area (moves `origin` or `dest` to a suburb, in place) or garbage text. `on_dest`
+    says which point."""
+    origin_missing, dest_missing = missing["origin_coords_missing"], missing["dest_coords_missing"]
+    n = origin.size
+    has_point = ~(origin_missing & dest_missing)
+    u = rng.random(n) * params.any_point_present
+    outside = has_point & (u < params.outside_service_area)
+    garbage = (
+        has_point
+        & (u >= params.outside_service_area)
+        & (u < params.outside_service_area + params.coord_garbage)
+    )
+    on_dest = np.where(origin_missing, True, np.where(dest_missing, False, rng.random(n) < 0.5))
+    rows, suburbs = _draw_where(outside, lambda k: rng.integers(locs.n_dc, locs.lat_u.size, k))
+    origin[rows[~on_dest[rows]]] = suburbs[~on_dest[rows]]
+    dest[rows[on_dest[rows]]] = suburbs[on_dest[rows]]
+    return {"outside": outside, "garbage": garbage, "on_dest": on_dest}
+
+
+def _draw_fare_dirt(
+    rng: np.random.Generator, params: GeneratorParams, true_fare: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One kind of fare dirt per row at most (0 null, 1 below, 2 above, 3 garbage, 4 clean),
+    and the recorded fare in cents."""
     fare_kind = np.searchsorted(
         np.cumsum(
             [params.fare_null, params.fare_below_min, params.fare_above_max, params.fare_garbage]
         ),
-        rng.random(n),
+        rng.random(true_fare.size),
         side="right",
-    )  # 0 null, 1 below, 2 above, 3 garbage, 4 clean
+    )
     fare = true_fare.copy()
     rows, low = _draw_where(fare_kind == 1, lambda k: _low_fares(rng, k, params))
     fare[rows] = low
@@ -457,9 +519,20 @@ def _month_columns(
         fare_kind == 2, lambda k: np.rint(np.exp(rng.uniform(log_lo, log_hi, k))).astype(np.int64)
     )
     fare[rows] = high
-    fare_numeric = (fare_kind == 1) | (fare_kind == 2) | (fare_kind == 4)
+    return fare_kind, fare
 
-    # Other amounts.
+
+def _draw_amounts(
+    rng: np.random.Generator,
+    params: GeneratorParams,
+    fare_kind: np.ndarray,
+    fare: np.ndarray,
+    true_fare: np.ndarray,
+) -> dict:
+    """Tip, surcharge, extra, toll and total in cents, the payment type, and the rows whose
+    total does not add up (`inconsistent`)."""
+    n = fare.size
+    fare_numeric = (fare_kind == 1) | (fare_kind == 2) | (fare_kind == 4)
     payment = _categorical(rng, [w for _, w in PAYMENT_TYPES], n)
     tip_share = np.array([s for s, _ in TIP_SHARES])[
         _categorical(rng, [w for _, w in TIP_SHARES], n)
@@ -476,51 +549,45 @@ def _month_columns(
         inconsistent, lambda k: rng.integers(2, 1001, k) * np.where(rng.random(k) < 0.5, -1, 1)
     )
     total[rows] += delta
-
-    # Tokens (0 keeps the formatted value).
-    amount_tokens = np.where(fare_kind == 0, _NULL, _KEEP).astype(np.uint8)
-    fare_tokens = amount_tokens.copy()
-    rows, codes = _draw_where(
-        fare_kind == 3, lambda k: _FARE_GARBAGE_CODE0 + rng.integers(0, len(FARE_GARBAGE), k)
-    )
-    fare_tokens[rows] = codes
-    time_tokens = _missing_tokens(rng, pickup_missing, params.null_literal_share)
-    origin_tokens = _missing_tokens(rng, origin_missing, params.null_literal_share)
-    dest_tokens = _missing_tokens(rng, dest_missing, params.null_literal_share)
-    coord_tokens = [origin_tokens.copy(), origin_tokens.copy(), dest_tokens, dest_tokens.copy()]
-    rows, codes = _draw_where(
-        coord_garbage, lambda k: _COORD_GARBAGE_CODE0 + rng.integers(0, len(COORD_GARBAGE), k)
-    )
-    column = 2 * on_dest[rows] + rng.integers(0, 2, rows.size)  # olat, olon, dlat, dlon
-    for c in range(4):
-        coord_tokens[c][rows[column == c]] = codes[column == c]
-
-    # Trip descriptors that are not model features.
-    mileage = np.rint(profile.road_miles * rng.lognormal(0.0, 0.12, n) * 100).astype(np.int64)
-    duration = np.clip(
-        np.rint(profile.trip_hours * 60 * rng.lognormal(0.0, 0.2, n)), 1, 600
-    ).astype(np.int64)
-    dropoff = pickup + np.floor((rng.integers(-30, 30, n) + duration) / 60 + 0.5).astype(np.int64)
-    month_key = (year - FIRST_MONTH[0]) * 12 + month - 1
-
-    columns = {
-        "objectid": month_key * 100_000_000 + np.arange(1, n + 1, dtype=np.int64),
-        "triptype": _categorical(rng, [w for _, w in TRIP_TYPES], n),
-        "provider": _categorical(rng, [w for _, w in PROVIDERS], n),
-        "fare": fare,
+    return {
         "tip": tip,
         "surcharge": surcharge,
         "extra": extra,
         "toll": toll,
         "total": total,
         "payment": payment,
-        "origin": origin,
-        "dest": dest,
-        "mileage": mileage,
-        "duration": duration,
-        "airport": locs.airport[origin] | locs.airport[dest],
-        "pickup": pickup,
-        "dropoff": dropoff,
+        "inconsistent": inconsistent,
+    }
+
+
+def _draw_tokens(
+    rng: np.random.Generator,
+    params: GeneratorParams,
+    fare_kind: np.ndarray,
+    missing: dict,
+    coords: dict,
+) -> dict:
+    """Per text field, the token written instead of the formatted value (0 keeps it): NULL
+    literals or empty fields for missing values, garbage text for fare and coordinate dirt."""
+    amount_tokens = np.where(fare_kind == 0, _NULL, _KEEP).astype(np.uint8)
+    fare_tokens = amount_tokens.copy()
+    rows, codes = _draw_where(
+        fare_kind == 3, lambda k: _FARE_GARBAGE_CODE0 + rng.integers(0, len(FARE_GARBAGE), k)
+    )
+    fare_tokens[rows] = codes
+    share = params.null_literal_share
+    time_tokens = _missing_tokens(rng, missing["pickup_time_missing"], share)
+    origin_tokens = _missing_tokens(rng, missing["origin_coords_missing"], share)
+    dest_tokens = _missing_tokens(rng, missing["dest_coords_missing"], share)
+    coord_tokens = [origin_tokens.copy(), origin_tokens.copy(), dest_tokens, dest_tokens.copy()]
+    rows, codes = _draw_where(
+        coords["garbage"],
+        lambda k: _COORD_GARBAGE_CODE0 + rng.integers(0, len(COORD_GARBAGE), k),
+    )
+    column = 2 * coords["on_dest"][rows] + rng.integers(0, 2, rows.size)  # olat, olon, dlat, dlon
+    for c in range(4):
+        coord_tokens[c][rows[column == c]] = codes[column == c]
+    return {
         "amount_tokens": amount_tokens,
         "fare_tokens": fare_tokens,
         "olat_tokens": coord_tokens[0],
@@ -531,35 +598,34 @@ def _month_columns(
         "dblock_tokens": dest_tokens,
         "time_tokens": time_tokens,
     }
-    masks = {
-        "pickup_time_missing": pickup_missing,
-        "origin_coords_missing": origin_missing,
-        "dest_coords_missing": dest_missing,
-        "fare_null": fare_kind == 0,
-        "fare_below_min": fare_kind == 1,
-        "fare_above_max": fare_kind == 2,
-        "fare_garbage": fare_kind == 3,
-        "outside_service_area": outside,
-        "coord_garbage": coord_garbage,
-        "total_inconsistent": inconsistent,
-    }
-    clean = (
-        ~pickup_missing
-        & ~origin_missing
-        & ~dest_missing
-        & (fare_kind == 4)
-        & (fare >= FARE_MIN_CENTS)
-        & (fare <= FARE_MAX_CENTS)
-        & ~outside
-        & ~coord_garbage
-    )
+
+
+def _draw_descriptors(rng: np.random.Generator, profile, pickup: np.ndarray) -> dict:
+    """Trip descriptors that are not model features: mileage, duration, dropoff hour."""
+    n = pickup.size
+    mileage = np.rint(profile.road_miles * rng.lognormal(0.0, 0.12, n) * 100).astype(np.int64)
+    duration = np.clip(
+        np.rint(profile.trip_hours * 60 * rng.lognormal(0.0, 0.2, n)), 1, 600
+    ).astype(np.int64)
+    dropoff = pickup + np.floor((rng.integers(-30, 30, n) + duration) / 60 + 0.5).astype(np.int64)
+    return {"mileage": mileage, "duration": duration, "dropoff": dropoff}
+
+
+def _clean_stats(masks: dict, fare: np.ndarray, profile, model: FareModel) -> dict:
+    """The clean rows' count and, against the fare model, their squared error and variance."""
+    clean = ~np.logical_or.reduce(
+        [masks[name] for name in (
+            "pickup_time_missing", "origin_coords_missing", "dest_coords_missing", "fare_null",
+            "fare_above_max", "fare_garbage", "fare_below_min", "outside_service_area",
+            "coord_garbage",
+        )]
+    ) & (fare >= FARE_MIN_CENTS) & (fare <= FARE_MAX_CENTS)  # fmt: skip
     mean, variance = fare_moments(profile.meter_fare[clean], model)
-    stats = {
+    return {
         "clean_rows": int(clean.sum()),
         "sum_sq_error": float(np.sum((fare[clean] / 100.0 - mean) ** 2)),
         "sum_variance": float(np.sum(variance)),
     }
-    return columns, {"masks": masks, **stats}
 
 
 def _low_fares(rng: np.random.Generator, k: int, params: GeneratorParams) -> np.ndarray:

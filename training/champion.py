@@ -29,6 +29,14 @@ from training.lineage import Lineage
 from training.model import FareRegressor
 from training.study import RUN_ATTR
 from training.tracking import log_fare_model
+from training.tracking_names import (
+    BEST_TRIAL_TAG,
+    BEST_VAL_RMSE,
+    MODEL_NAME_TAG,
+    MODEL_VERSION_TAG,
+    NOISE_FLOOR_RMSE,
+    TEST_RMSE,
+)
 
 if TYPE_CHECKING:
     from training.tune import TuneConfig
@@ -59,7 +67,7 @@ def evaluate_on_test(data: DataConfig, accelerator: str, model: FareRegressor) -
         enable_model_summary=False,
     )
     (result,) = trainer.test(model, datamodule=TripDataModule(data), verbose=False)
-    return float(result["test_rmse"])
+    return float(result[TEST_RMSE])
 
 
 def registered_version(name: str, run_id: str) -> str | None:
@@ -86,7 +94,7 @@ def crown_best_trial(study: optuna.Study, tune: TuneConfig) -> Champion:
     client = mlflow.MlflowClient()
     version = registered_version(tune.model_name, run_id)
     if version is not None:
-        test_rmse = client.get_run(run_id).data.metrics["test_rmse"]
+        test_rmse = client.get_run(run_id).data.metrics[TEST_RMSE]
     else:
         with tempfile.TemporaryDirectory(prefix="dc-taxi-champion-") as folder:
             checkpoint = mlflow.artifacts.download_artifacts(
@@ -95,7 +103,7 @@ def crown_best_trial(study: optuna.Study, tune: TuneConfig) -> Champion:
             model = FareRegressor.load_from_checkpoint(checkpoint, map_location="cpu")
         test_rmse = evaluate_on_test(tune.base.data, tune.base.accelerator, model)
         with mlflow.start_run(run_id=run_id, nested=True):
-            mlflow.log_metric("test_rmse", test_rmse)
+            mlflow.log_metric(TEST_RMSE, test_rmse)
             _, build = tune.base.data.pin()
             example = head_features(discover_split(build, "validation"))
             info = log_fare_model(model, example)
@@ -130,14 +138,14 @@ def noise_floor(raw_stats: str | None, lineage: Lineage) -> float | None:
 
 def log_champion(champion: Champion, floor: float | None) -> None:
     """The champion's numbers and registered version on the active (parent) run."""
-    metrics = {"best_val_rmse": champion.best_val_rmse, "test_rmse": champion.test_rmse}
+    metrics = {BEST_VAL_RMSE: champion.best_val_rmse, TEST_RMSE: champion.test_rmse}
     if floor is not None:
-        metrics["noise_floor_rmse"] = floor
+        metrics[NOISE_FLOOR_RMSE] = floor
     mlflow.log_metrics(metrics)
     mlflow.set_tags(
         {
-            "model.name": champion.model_name,
-            "model.version": champion.version,
-            "best_trial": str(champion.trial),
+            MODEL_NAME_TAG: champion.model_name,
+            MODEL_VERSION_TAG: champion.version,
+            BEST_TRIAL_TAG: str(champion.trial),
         }
     )

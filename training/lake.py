@@ -8,9 +8,7 @@ the others.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +17,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from lakehouse.builds import PinnedBuild
-from lakehouse.catalog import LakeError, local_path
+from lakehouse.catalog import LakeError, filesystem_of
 from lakehouse.publish import list_data_files
 
 FEATURES = (
@@ -86,32 +84,6 @@ class FeatureStats:
         return np.asarray(self.mean, np.float64), np.asarray(self.std, np.float64)
 
 
-def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem for a local path or `s3://bucket/prefix`, and the path inside it."""
-    if uri.startswith("s3://"):
-        path = uri.removeprefix("s3://").rstrip("/")
-        return s3_filesystem(bucket=path.split("/", 1)[0]), path
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
-
-
-def s3_filesystem(bucket: str) -> pafs.S3FileSystem:
-    """An S3 filesystem configured by the standard AWS environment variables.
-
-    Credentials come from the AWS default chain. pyarrow ignores `AWS_ENDPOINT_URL(_S3)`, so we
-    pass it on ourselves; that is how a local S3 server (SeaweedFS, MinIO) is reached.
-    """
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not endpoint:
-        return pafs.S3FileSystem(region=region or pafs.resolve_s3_region(bucket))
-    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-    return pafs.S3FileSystem(
-        endpoint_override=parts.netloc,
-        scheme=parts.scheme,
-        region=region or "us-east-1",
-    )
-
-
 def check_columns(schema: pa.Schema, where: str) -> None:
     """Fail naming every missing or unexpected column, or a non-numeric feature or label."""
     names = set(schema.names)
@@ -139,7 +111,7 @@ def split_files_of(uris: list[str], where: str) -> SplitFiles:
     parts = []
     filesystem = None
     for uri in uris:
-        filesystem, path = open_filesystem(local_path(uri))
+        filesystem, path = filesystem_of(uri)
         with filesystem.open_input_file(path) as handle:
             metadata = pq.ParquetFile(handle).metadata
         check_columns(metadata.schema.to_arrow_schema(), uri)
@@ -173,7 +145,7 @@ def load_feature_stats(build: PinnedBuild) -> FeatureStats:
     tables = []
     columns = ["feature_name", "mean_value", "std_value"]
     for data_file in build.data_files("feature_stats"):
-        filesystem, path = open_filesystem(local_path(data_file.uri))
+        filesystem, path = filesystem_of(data_file.uri)
         with filesystem.open_input_file(path) as handle:
             tables.append(pq.read_table(handle, columns=columns))
     uri = f"{build.lake_root}/feature_stats@{build.snapshots['feature_stats']}"

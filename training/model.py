@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from training.lake import FEATURES
+from training.tracking_names import TEST_RMSE, VAL_RMSE
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "plateau")
@@ -131,11 +132,11 @@ class FareRegressor(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self.val_rmse.update(*self._squared_error(batch))
-        self.log("val_rmse", self.val_rmse, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(VAL_RMSE, self.val_rmse, on_step=False, on_epoch=True, prog_bar=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
         self.test_rmse.update(*self._squared_error(batch))
-        self.log("test_rmse", self.test_rmse, on_step=False, on_epoch=True)
+        self.log(TEST_RMSE, self.test_rmse, on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
         rmse = self.trainer.callback_metrics.get("train_rmse")
@@ -162,7 +163,7 @@ class FareRegressor(L.LightningModule):
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
             return {
                 "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": plateau, "monitor": "val_rmse"},
+                "lr_scheduler": {"scheduler": plateau, "monitor": VAL_RMSE},
             }
         return optimizer
 

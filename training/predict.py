@@ -223,13 +223,13 @@ def lake_batches(build, folder: str, batch_rows: int, features: Sequence[str]) -
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lakehouse.catalog import local_path
-    from training.lake import SPLITS, open_filesystem
+    from lakehouse.catalog import filesystem_of
+    from training.lake import SPLITS
 
     part = 0
     for split in SPLITS:
         for data_file in build.data_files("trip_features", split):
-            filesystem, path = open_filesystem(local_path(data_file.uri))
+            filesystem, path = filesystem_of(data_file.uri)
             out = f"{folder}/part-{part:05d}.parquet"
             part += 1
             with filesystem.open_input_file(path) as handle:

@@ -33,11 +33,13 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from training.tracking_names import TRIAL_RUN_ATTR
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WORKER_ATTR = "worker"  # trial user attr: host:pid of the process running it
-RUN_ATTR = "mlflow_run_id"  # trial user attr: its MLflow child run
+RUN_ATTR = TRIAL_RUN_ATTR  # trial user attr: its MLflow child run
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards a study's trial budget
 SCHEMA_ATTEMPTS = 3
 STORAGE_WAIT_S = 120.0  # how long the launcher waits for a restarting database

@@ -42,6 +42,7 @@ from training.lake import SPLITS, discover_split, head_features
 from training.lineage import Lineage, collect_lineage, log_dataset
 from training.model import FareRegressor, ModelConfig
 from training.tracking import MLflowEpochMetrics, configure_tracking, flat_params, log_fare_model
+from training.tracking_names import BEST_VAL_RMSE, VAL_RMSE
 
 
 @dataclass(frozen=True)
@@ -165,12 +166,12 @@ def fit(
     with checkpoint_root(config) as root:
         checkpoint = ModelCheckpoint(
             dirpath=root,
-            monitor="val_rmse",
+            monitor=VAL_RMSE,
             mode="min",
             filename="best",
             save_last=config.checkpoint_dir is not None,  # only a kept dir can be resumed
         )
-        early_stopping = EarlyStopping(monitor="val_rmse", mode="min", patience=config.patience)
+        early_stopping = EarlyStopping(monitor=VAL_RMSE, mode="min", patience=config.patience)
         trainer = build_trainer(
             config,
             str(root),
@@ -185,7 +186,7 @@ def fit(
         )
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path(config, root))
         metrics = {
-            "best_val_rmse": float(checkpoint.best_model_score),
+            BEST_VAL_RMSE: float(checkpoint.best_model_score),
             "epochs": float(trainer.current_epoch),
         }
         if trainer.is_global_zero and mlflow.active_run() is not None:

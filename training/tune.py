@@ -56,9 +56,10 @@ from training.study import (
     worker_label,
 )
 from training.tracking import configure_tracking, flat_params
+from training.tracking_names import BEST_VAL_RMSE, PARENT_RUN_ATTR, TEST_RMSE, VAL_RMSE
 from training.train import TrainConfig, dataset_lineage, fit, pin_lake
 
-PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the study's MLflow parent run
+PARENT_ATTR = PARENT_RUN_ATTR  # study user attr: the study's MLflow parent run
 SNAPSHOT_ATTR = "lake_snapshot_id"  # the trip_features snapshot every trial of the study reads
 PARENT_WAIT_S = 30.0  # how long a worker waits for the study's creator to record the parent run
 
@@ -262,10 +263,10 @@ class Objective:
         log_dataset(self.build, self.lineage)
         state, status = "FAIL", "FAILED"
         try:
-            pruning = PyTorchLightningPruningCallback(trial, monitor="val_rmse")
+            pruning = PyTorchLightningPruningCallback(trial, monitor=VAL_RMSE)
             metrics = fit(replace(config, progress=False), callbacks=[pruning], log_model=False)
             state, status = "COMPLETE", "FINISHED"
-            return metrics["best_val_rmse"]
+            return metrics[BEST_VAL_RMSE]
         except optuna.TrialPruned:
             state, status = "PRUNED", "KILLED"
             raise
@@ -436,7 +437,7 @@ def finish_study(opened: OpenStudy) -> dict[str, float]:
     champion = crown_best_trial(study, tune)
     floor = noise_floor(tune.raw_stats, opened.lineage)
     log_champion(champion, floor)
-    result = {**summary, "best_val_rmse": champion.best_val_rmse, "test_rmse": champion.test_rmse}
+    result = {**summary, BEST_VAL_RMSE: champion.best_val_rmse, TEST_RMSE: champion.test_rmse}
     if floor is not None:
         result["test_vs_noise_floor"] = champion.test_rmse / floor
     return {**result, "model_version": float(champion.version)}

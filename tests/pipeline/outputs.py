@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakehouse.builds import PinnedBuild, pin_build
-from training.lake import open_filesystem
+from lakehouse.catalog import filesystem_of
 
 
 def current_build(lake: Path | str) -> PinnedBuild:
@@ -19,7 +19,7 @@ def read_table(build: PinnedBuild, name: str) -> pa.Table:
     """Every row of one mart in a pinned build."""
     tables = []
     for data_file in build.data_files(name):
-        filesystem, path = open_filesystem(data_file.uri.removeprefix("file://"))
+        filesystem, path = filesystem_of(data_file.uri)
         with filesystem.open_input_file(path) as handle:
             tables.append(pq.read_table(handle))
     return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
