@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +49,7 @@ STATUS_KIND = {"pass": "ok", "success": "ok", "warn": "warn", "skipped": "warn"}
 # Only these commands execute tests; `dbt docs generate` or `dbt compile` list every test in
 # run_results.json as "success" without running it.
 TESTING_COMMANDS = ("build", "test")
+REJECTED_MODEL = "model.dc_taxi.trips_rejected"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class DbtRun:
     generated_at: str
     dbt_version: str
     tests: tuple[DbtTest, ...]
+    # Rejection reason -> VACUUM principle, in the order the rules apply: the `meta.reasons`
+    # of trips_rejected.rejection_reason in the manifest (empty for a build from before it).
+    rejection_reasons: dict[str, str] = field(default_factory=dict)
 
 
 def principle(kind: str, model: str, resource_type: str, meta: dict) -> str:
@@ -160,4 +164,13 @@ def dbt_run_of(results: dict, manifest: dict) -> DbtRun | None:
         generated_at=metadata.get("generated_at", ""),
         dbt_version=metadata.get("dbt_version", ""),
         tests=tuple(tests),
+        rejection_reasons=rejection_reasons_of(manifest),
     )
+
+
+def rejection_reasons_of(manifest: dict) -> dict[str, str]:
+    """{reason: VACUUM principle} in rule order, from the rejection_reason column's meta."""
+    node = manifest.get("nodes", {}).get(REJECTED_MODEL, {})
+    column = node.get("columns", {}).get("rejection_reason", {})
+    reasons = (column.get("meta") or column.get("config", {}).get("meta") or {}).get("reasons")
+    return {entry["reason"]: entry["principle"] for entry in reasons or []}

@@ -14,7 +14,9 @@ from reports import split_analysis
 from reports.dbt_artifacts import DbtRun, load_build_dbt_run, load_dbt_run
 from reports.marts import COLUMNS, SPLITS, connect, scan
 
-# Rejection reasons in the order the VACUUM rules are applied, with their principle.
+# Rejection reasons in the order the VACUUM rules are applied, with their principle: for a
+# build whose manifest predates `meta.reasons` on trips_rejected.rejection_reason (_marts.yml),
+# which is where they are defined now.
 REASONS = {
     "malformed_line": "valid",
     "duplicate": "unified",
@@ -79,10 +81,17 @@ class QualityReport:
         return sum(by_outcome.get(outcome, 0) for by_outcome in self.outcomes.values())
 
     @property
+    def reason_principles(self) -> dict[str, str]:
+        """{rejection reason: VACUUM principle} in rule order, as the build's dbt project
+        defines them."""
+        return reason_principles(self.dbt_run)
+
+    @property
     def reasons(self) -> list[str]:
         """Every known rejection reason (zeros included), then any unknown ones found."""
         found = {o for by_outcome in self.outcomes.values() for o in by_outcome} - {ACCEPTED}
-        return [*REASONS, *sorted(found - set(REASONS))]
+        known = self.reason_principles
+        return [*known, *sorted(found - set(known))]
 
     @property
     def reconciled(self) -> bool:
@@ -113,7 +122,14 @@ def read_outcomes(con: duckdb.DuckDBPyConnection, summary: str) -> dict[str, dic
     return outcomes
 
 
-def reconcile(con: duckdb.DuckDBPyConnection, sources: dict[str, str]) -> tuple[Check, ...]:
+def reason_principles(dbt_run: DbtRun | None) -> dict[str, str]:
+    """The rejection reasons of the dbt run's manifest, or REASONS for an older build."""
+    return (dbt_run.rejection_reasons if dbt_run else None) or REASONS
+
+
+def reconcile(
+    con: duckdb.DuckDBPyConnection, sources: dict[str, str], known: dict[str, str] = REASONS
+) -> tuple[Check, ...]:
     """dbt's counts (data_quality_summary) against the rows in trip_features and trips_rejected."""
     summary = sources["data_quality_summary"]
     counted = {
@@ -143,7 +159,7 @@ def reconcile(con: duckdb.DuckDBPyConnection, sources: dict[str, str]) -> tuple[
         for s in splits
     ]
     rejected_reasons = {outcome for _, outcome in counted if outcome != ACCEPTED}
-    reasons = [*REASONS, *sorted((rejected_reasons | set(rejected)) - set(REASONS))]
+    reasons = [*known, *sorted((rejected_reasons | set(rejected)) - set(known))]
     checks += [
         Check(
             f"reason-{reason}",
@@ -216,7 +232,7 @@ def collect(build: PinnedBuild, dbt_target: Path) -> QualityReport:
     return QualityReport(
         build=build,
         outcomes=read_outcomes(con, sources["data_quality_summary"]),
-        checks=reconcile(con, sources),
+        checks=reconcile(con, sources, reason_principles(dbt_run)),
         feature_stats=read_feature_stats(con, sources["feature_stats"]),
         histograms=tuple(histogram(con, features, c, c in integers) for c in COLUMNS),
         splits=split_analysis.analyse(features, f"{build.lake_root}/trip_features"),

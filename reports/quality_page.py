@@ -12,7 +12,6 @@ from reports.quality import (
     ACCEPTED,
     CLIP_QUANTILES,
     HISTOGRAM_BINS,
-    REASONS,
     QualityReport,
 )
 from reports.quality_figures import (
@@ -334,7 +333,7 @@ def outcomes_section(report: QualityReport) -> html.Section:
     rows = [
         (
             name,
-            REASONS.get(name, "") if name != ACCEPTED else "",
+            report.reason_principles.get(name, "") if name != ACCEPTED else "",
             report.total(name),
             html.percent(report.total(name), raw),
         )
