@@ -9,18 +9,7 @@ if command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 \
     echo "podman, runc and debootstrap already installed"
     exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: no apt-get here — install podman (or Docker) and debootstrap with your" \
-        "system's package manager" >&2
-    exit 1
-fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-    sudo="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends podman runc debootstrap uidmap \
-    fuse-overlayfs slirp4netns >/dev/null
+bash "$(dirname "$0")/apt_install.sh" "podman (or Docker) and debootstrap" \
+    --no-install-recommends podman runc debootstrap uidmap fuse-overlayfs slirp4netns
 command -v podman >/dev/null 2>&1 || { echo "error: podman installed but not found" >&2; exit 1; }
 echo "podman, runc and debootstrap installed"

@@ -13,17 +13,6 @@ if have_server; then
     echo "PostgreSQL server already installed"
     exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: no apt-get here — install the PostgreSQL server (initdb, pg_ctl) with your" \
-        "system's package manager" >&2
-    exit 1
-fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-    sudo="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq postgresql >/dev/null
+bash "$(dirname "$0")/apt_install.sh" "the PostgreSQL server (initdb, pg_ctl)" postgresql
 have_server || { echo "error: postgresql installed but initdb not found" >&2; exit 1; }
 echo "PostgreSQL server installed"
