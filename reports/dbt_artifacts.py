@@ -172,5 +172,5 @@ def rejection_reasons_of(manifest: dict) -> dict[str, str]:
     """{reason: VACUUM principle} in rule order, from the rejection_reason column's meta."""
     node = manifest.get("nodes", {}).get(REJECTED_MODEL, {})
     column = node.get("columns", {}).get("rejection_reason", {})
-    reasons = (column.get("meta") or column.get("config", {}).get("meta") or {}).get("reasons")
+    reasons = column.get("meta", {}).get("reasons")  # dbt copies the column's config.meta here
     return {entry["reason"]: entry["principle"] for entry in reasons or []}

@@ -19,7 +19,7 @@ RESULTS = {
 
 
 def manifest_with(reasons: list[dict]) -> dict:
-    column = {"name": "rejection_reason", "config": {"meta": {"reasons": reasons}}}
+    column = {"name": "rejection_reason", "meta": {"reasons": reasons}}
     return {"nodes": {"model.dc_taxi.trips_rejected": {"columns": {"rejection_reason": column}}}}
 
 
