@@ -256,15 +256,22 @@ def test_the_compose_stack_runs_service_by_service(engine, image, tmp_path, monk
             assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
         url = f"host=127.0.0.1 port={pg.port} user={pg.user}"
         with connect(f"{url} dbname=optuna") as db:
-            trials = db.execute(
-                "select count(*) from trials join studies using (study_id) "
-                "where study_name = 'compose-test' and state = 'COMPLETE'"
-            ).fetchone()[0]
+            states = dict(
+                db.execute(
+                    "select state, count(*) from trials join studies using (study_id) "
+                    "where study_name = 'compose-test' group by state"
+                ).fetchall()
+            )
         with connect(f"{url} dbname=mlflow") as db:
             runs = db.execute("select count(*) from runs where status = 'FINISHED'").fetchone()[0]
         with connect(f"{url} dbname=lake") as db:
             tables = {row[0] for row in db.execute("select table_name from iceberg_tables")}
-        assert trials == 2  # MAX_TRIALS: both workers together
+        # MAX_TRIALS (2) caps the study: a worker stops once 2 trials are done, and a trial
+        # another worker already started still finishes, so two workers end with 2 or 3.
+        done = states.get("COMPLETE", 0) + states.get("PRUNED", 0)
+        assert 2 <= done <= 3, states
+        assert states.get("COMPLETE", 0) >= 1, states
+        assert set(states) <= {"COMPLETE", "PRUNED"}, states
         assert runs >= 2
         assert "trip_features" in tables
     finally:
