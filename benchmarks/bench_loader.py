@@ -2,13 +2,15 @@
 
     python benchmarks/bench_loader.py                      # 1 M and 20 M rows, batch 65,536
     python benchmarks/bench_loader.py --rows 1000000 --cases ours raw_arrow
+    python benchmarks/bench_loader.py --rows 2000000 --cases raw_arrow ours --repeat 3
 
 Synthetic trip_features Parquet (DuckDB-sized row groups of 122,880 rows, files of 20 row
 groups) is generated under --out once and reused. Every case runs in its own subprocess, so
 its peak RSS is its own. Cases:
 
   ours          training.data.ParquetBatches: 9 columns, row group by row group, normalised
-                float32, shuffled, padded batches (one process, no DataLoader workers)
+                float32, shuffled, padded batches (one process, no DataLoader workers: its
+                reader thread decodes and normalises while the main thread shuffles and batches)
   ours_in_order the same without shuffling (the validation / test path)
   ours_workers  the same as ours in a DataLoader with one worker process per CPU
   resident      training.data.ResidentBatches on the CPU: one load, then randperm per epoch
@@ -129,16 +131,31 @@ def generate(root: Path, rows: int, with_csv: bool) -> Path:
     return data
 
 
+def folder_stats(folder: Path):
+    """The FeatureStats that `generate` wrote (a plain folder: no build to pin)."""
+    from training.lake import FeatureStats
+
+    table = pq.read_table(folder).to_pydict()
+    values = zip(table["mean_value"], table["std_value"], strict=True)
+    by_name = dict(zip(table["feature_name"], values, strict=True))
+    return FeatureStats(
+        mean=tuple(by_name[name][0] for name in FEATURES),
+        std=tuple(by_name[name][1] for name in FEATURES),
+        label_mean=by_name[LABEL][0],
+        label_std=by_name[LABEL][1],
+    )
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_case(case: str, data: Path, batch_size: int, limit: int | None) -> dict:
     """One measurement, in this process: rows delivered, seconds, peak RSS."""
-    from training.lake import discover_split, load_feature_stats
+    from training.lake import folder_split
 
-    files = discover_split(str(data), "train")
-    stats = load_feature_stats(str(data.parent / "feature_stats"))
+    files = folder_split(str(data), "train")
+    stats = folder_stats(data.parent / "feature_stats")
     csv = data.parent / "train.csv"
     extra: dict = {}
     if case in EPOCHS:
@@ -273,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--batch-size", type=int, default=65_536)
     parser.add_argument("--out", type=Path, default=REPO / "data" / "bench" / "loader")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every case, interleaved")
     parser.add_argument("--run-case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
@@ -289,23 +307,48 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     print(f"# interpreter + imports alone: peak RSS {float(baseline.stdout):.0f} MB")
     print(f"# batch size {args.batch_size}, cpu count {os.cpu_count()}")
+    print(f"# load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("| rows | case | rows measured | seconds | CPU s | rows/s | peak RSS MB | notes |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for rows in sorted(args.rows):
         needs_csv = rows == smallest and {"book_csv", "pandas_chunks"} & set(args.cases)
         data = generate(args.out / f"rows_{rows}", rows, with_csv=bool(needs_csv))
-        for case in args.cases:
-            if case in LIMITED and rows != smallest:
-                continue
-            result = measure(case, data, args.batch_size, LIMITED.get(case))
-            notes = {k: v for k, v in result.items() if k in ("load_s", "rows_limited_to")}
-            print(
-                f"| {rows:,} | {case} | {result['rows']:,} | {result['seconds']} "
-                f"| {result['cpu_s']} | {result['rows_per_s']:,.0f} | {result['peak_rss_mb']} "
-                f"| {json.dumps(notes) if notes else ''} |",
-                flush=True,
-            )
+        results: dict[str, list[dict]] = {}
+        for _ in range(args.repeat):  # the cases interleaved, so drifting load hits them alike
+            for case in args.cases:
+                if case in LIMITED and rows != smallest:
+                    continue
+                result = measure(case, data, args.batch_size, LIMITED.get(case))
+                results.setdefault(case, []).append(result)
+                print_row(rows, case, result)
+        print_ratios(rows, results)
+    print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
+
+
+def print_row(rows: int, case: str, result: dict) -> None:
+    notes = {k: v for k, v in result.items() if k in ("load_s", "rows_limited_to")}
+    print(
+        f"| {rows:,} | {case} | {result['rows']:,} | {result['seconds']} "
+        f"| {result['cpu_s']} | {result['rows_per_s']:,.0f} | {result['peak_rss_mb']} "
+        f"| {json.dumps(notes) if notes else ''} |",
+        flush=True,
+    )
+
+
+def print_ratios(rows: int, results: dict[str, list[dict]]) -> None:
+    """Each case's rows/s over raw_arrow's, by wall and by CPU seconds (medians of the repeats)."""
+    if "raw_arrow" not in results:
+        return
+
+    def median(case: str, key: str) -> float:
+        return float(np.median([r[key] for r in results[case]]))
+
+    for case in results:
+        if case != "raw_arrow":
+            wall = median("raw_arrow", "seconds") / median(case, "seconds")
+            cpu = median("raw_arrow", "cpu_s") / median(case, "cpu_s")
+            print(f"# {rows:,} rows: {case} / raw_arrow = {wall:.2f}x wall, {cpu:.2f}x CPU")
 
 
 if __name__ == "__main__":

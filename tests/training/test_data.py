@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -17,13 +18,17 @@ from torch.utils.data import DataLoader
 from lakehouse.builds import PinnedBuild, pin_build
 from scripts.synthetic_lake import write_lake
 from training.data import (
+    NORMALISE_BLOCK_ROWS,
     TRAINING_MARTS,
     DataConfig,
     ParquetBatches,
+    PoolPart,
     ResidentBatches,
+    RowPool,
     TripDataModule,
+    normalise_into,
 )
-from training.lake import FEATURES, discover_split, load_feature_stats
+from training.lake import FEATURES, LABEL, discover_split, load_feature_stats
 from training.plan import epoch_order, plan_shard, shard_bounds
 
 
@@ -159,6 +164,68 @@ def test_features_normalised_with_train_stats_and_label_in_dollars(id_lake):
     train = torch.cat([x[w > 0] for x, _, w in stream(id_lake, batch_size=512, shuffle=False)])
     np.testing.assert_allclose(train.double().mean(0).numpy(), 0.0, atol=1e-4)
     np.testing.assert_allclose(train.double().std(0, correction=0).numpy(), 1.0, atol=1e-4)
+
+
+def test_normalise_into_is_the_plain_formula_bit_for_bit():
+    rows = 2 * NORMALISE_BLOCK_ROWS + 37  # several blocks, and rows left over in the last one
+    rng = np.random.default_rng(0)
+    columns = {
+        name: rng.uniform(-77.2, 39.0, rows) if i < 4 else rng.integers(0, 24, rows, np.int32)
+        for i, name in enumerate(FEATURES)
+    }
+    columns[LABEL] = rng.uniform(3.25, 179.75, rows)
+    mean, std = rng.uniform(-77.0, 39.0, len(FEATURES)), rng.uniform(0.01, 5.0, len(FEATURES))
+    features = np.empty((rows, len(FEATURES)), np.float32)
+    labels = np.empty(rows, np.float32)
+    normalise_into(pa.table(columns), mean, std, features, labels)
+    raw = np.column_stack([columns[name].astype(np.float64) for name in FEATURES])
+    # Subtract in float64, round to float32, scale by 1/std in float32: what the fused,
+    # blocked passes must reproduce exactly (resident and streamed batches compare equal).
+    np.testing.assert_array_equal(
+        features, (raw - mean).astype(np.float32) * (1.0 / std).astype(np.float32)
+    )
+    np.testing.assert_allclose(features, (raw - mean) / std, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(labels, columns[LABEL].astype(np.float32))
+
+
+def id_pool(sizes: list[int], rng: np.random.Generator) -> RowPool:
+    """A pool of parts whose label (and every feature) is the row's id, in a random order."""
+    pool, first = RowPool(), 0
+    for size in sizes:
+        ids = np.arange(first, first + size, dtype=np.float32)
+        features = np.repeat(ids[:, None], len(FEATURES), axis=1)
+        pool.add(PoolPart(features, ids, order=rng.permutation(size)))
+        first += size
+    return pool
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 30), min_size=1, max_size=6),
+    batch=st.integers(1, 20),
+    seed=st.integers(0, 2**16),
+)
+def test_row_pool_draws_every_row_once_with_its_features(sizes, batch, seed):
+    rng = np.random.default_rng(seed)
+    pool, drawn = id_pool(sizes, rng), []
+    while pool.rows:
+        rows = min(batch, pool.rows)
+        x, y = pool.sample(rows, rng)
+        assert x.shape == (rows, len(FEATURES)) and y.shape == (rows,)
+        assert np.array_equal(x, np.repeat(y[:, None], len(FEATURES), axis=1))
+        drawn += y.tolist()
+    assert sorted(drawn) == list(range(sum(sizes)))
+
+
+def test_row_pool_draws_each_row_with_equal_chance_whatever_its_part():
+    rng = np.random.default_rng(0)
+    sizes, batch, draws = [2, 5, 9], 4, 6000
+    hits = np.zeros(sum(sizes))
+    for _ in range(draws):
+        _, y = id_pool(sizes, rng).sample(batch, rng)
+        hits[y.astype(int)] += 1
+    # A uniform draw picks each of the 16 rows with chance 4/16 (binomial sd 0.006 here).
+    np.testing.assert_allclose(hits / draws, batch / sum(sizes), atol=0.03)
 
 
 @pytest.mark.parametrize("world_size", [1, 3])
