@@ -10,6 +10,8 @@ its whole process tree (the sum of the RSS of the process and all its descendant
 
 - ``dbt_build``  ``dbt build`` (models + data tests + unit tests), the number the targets judge;
 - ``dbt_run``    ``dbt run`` (models only), to show what the tests cost;
+- ``dbt_build_baseline`` ``dbt build`` of ``--baseline-project-dir`` (another commit's project), so
+  a change is timed against what it replaces in the same run;
 - ``handwritten`` benchmarks/handwritten_duckdb.sql, one DuckDB script doing the same work;
 - ``spark``      benchmarks/spark_clean_split.py, the same job as local PySpark (``local[*]``).
 
@@ -48,7 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
 HANDWRITTEN_SQL = BENCH_DIR / "handwritten_duckdb.sql"
 SPARK_JOB = BENCH_DIR / "spark_clean_split.py"
-CONTENDERS = ("dbt_build", "dbt_run", "handwritten", "spark")
+CONTENDERS = ("dbt_build", "dbt_run", "dbt_build_baseline", "handwritten", "spark")
 REFERENCE = "dbt_build"
 GIB = 1024**3
 
@@ -195,10 +197,12 @@ def measure(
 # contenders
 
 
-def bench_dbt_env(workdir: Path, target_path: Path, args: argparse.Namespace) -> dict[str, str]:
+def bench_dbt_env(
+    workdir: Path, target_path: Path, args: argparse.Namespace, project_dir: Path
+) -> dict[str, str]:
     env = dbt_env(workdir, target_path=target_path, DUCKDB_MEMORY_LIMIT=args.memory_limit)
     env.update(  # the project under test may be another checkout
-        DBT_PROJECT_DIR=str(args.dbt_project_dir), DBT_PROFILES_DIR=str(args.dbt_profiles_dir)
+        DBT_PROJECT_DIR=str(project_dir), DBT_PROFILES_DIR=str(args.dbt_profiles_dir)
     )
     env.pop("DBT_TARGET", None)
     return env
@@ -241,9 +245,12 @@ def run_contender(name: str, raw: Path, work: Path, args: argparse.Namespace) ->
     workdir.mkdir(parents=True)
     lake = workdir / "lake"
     log = workdir / f"{name}.log"
-    if name in ("dbt_build", "dbt_run"):
-        target_path = work / "dbt_target"  # shared, so dbt's partial parsing is warm
-        env = bench_dbt_env(workdir, target_path, args)
+    if name in ("dbt_build", "dbt_run", "dbt_build_baseline"):
+        baseline = name == "dbt_build_baseline"
+        project_dir = args.baseline_project_dir if baseline else args.dbt_project_dir
+        # shared by build and run, so dbt's partial parsing is warm
+        target_path = work / ("dbt_target_baseline" if baseline else "dbt_target")
+        env = bench_dbt_env(workdir, target_path, args, project_dir)
         command = [dbt_executable(), name.split("_")[1], "--vars", dbt_vars(raw, lake)]
         run = measure(name, command, env, log, REPO_ROOT)
         if run.returncode == 0:
@@ -665,6 +672,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "measure a change)",
     )
     parser.add_argument(
+        "--baseline-project-dir",
+        type=Path,
+        help="the dbt project the dbt_build_baseline contender builds, e.g. an earlier commit's "
+        "(`git archive <commit> dbt_project | tar -x -C DIR`): before and after in one run",
+    )
+    parser.add_argument(
         "--dbt-profiles-dir",
         type=Path,
         default=REPO_ROOT,
@@ -689,6 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(contenders) - set(CONTENDERS))
     if unknown:
         sys.exit(f"unknown contender(s) {unknown} — choose from {', '.join(CONTENDERS)}")
+    if "dbt_build_baseline" in contenders and args.baseline_project_dir is None:
+        sys.exit("the dbt_build_baseline contender needs --baseline-project-dir DIR")
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     raw = (args.raw or work / f"raw_{args.rows}_s{args.seed}").resolve()
@@ -703,16 +718,19 @@ def main(argv: list[str] | None = None) -> int:
     if any(name.startswith("dbt_") for name in contenders):
         # Parse once up front so every timed dbt command finds a warm partial-parse cache,
         # as a user's second `dbt build` does.
-        target_path = work / "dbt_target"
-        env = bench_dbt_env(work / "runs" / "dbt_parse", target_path, args)
         parse_vars = dbt_vars(raw, work / "runs" / "dbt_parse" / "lake")
-        subprocess.run(
-            [dbt_executable(), "parse", "--vars", parse_vars],
-            cwd=REPO_ROOT,
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        projects = {"dbt_target": args.dbt_project_dir}
+        if "dbt_build_baseline" in contenders:
+            projects["dbt_target_baseline"] = args.baseline_project_dir
+        for target_dir, project_dir in projects.items():
+            env = bench_dbt_env(work / "runs" / "dbt_parse", work / target_dir, args, project_dir)
+            subprocess.run(
+                [dbt_executable(), "parse", "--vars", parse_vars],
+                cwd=REPO_ROOT,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
     warm_page_cache(raw)
 
     runs: list[Run] = []
@@ -794,6 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "dbt_project_dir": str(args.dbt_project_dir),
         "dbt_project_sha256_16": project_digest(args.dbt_project_dir),
+        "baseline_project_dir": str(args.baseline_project_dir or ""),
         "dbt_profiles_dir": str(args.dbt_profiles_dir),
         "raw": str(raw),
         "data_rows": data_rows,

@@ -57,6 +57,9 @@
     )
     select
         source_file,
+        {#- Athena cannot tell a line's position in its file; its duplicate check does not need
+            it (macros/duplicates.sql). #}
+        cast(null as bigint) as line_number,
         raw_line
     from lines
     where

@@ -124,6 +124,7 @@
     {%- if files is not string and files | length == 0 -%}
         select
             cast(null as varchar) as source_file,
+            cast(null as bigint) as line_number,
             cast(null as varchar) as raw_line
         where false
     {%- else %}
@@ -153,14 +154,18 @@
         from files
     ),
     lines as (
-        -- A final `\n` ends the last line; it does not start an empty one.
+        -- A final `\n` ends the last line; it does not start an empty one. The line's number
+        -- in its file (1 = the header) tells identical lines of one file apart.
         select
             source_file,
-            unnest(lines[1:len(lines) - cast(lines[-1] = '' as integer)]) as raw_line
+            unnest(lines[1:len(lines) - cast(lines[-1] = '' as integer)]) as raw_line,
+            generate_subscripts(lines[1:len(lines) - cast(lines[-1] = '' as integer)], 1)
+                as line_number
         from split_files
     )
     select
         source_file,
+        line_number,
         nullif(raw_line, '') as raw_line
     from lines
     {%- endif -%}

@@ -15,41 +15,35 @@ trips as (
 
 carried_keys as (
 
-    -- Keys of the published rows an incremental build keeps without re-reading their raw
-    -- file (none in a full build).
-    select * from {{ source('dc_taxi', 'carried_trip_keys') }}
+    -- The first raw file, not re-read, that holds each key of the published rows an
+    -- incremental build keeps (none in a full build).
+    select
+        trip_key,
+        min(source_file) as source_file
+    from {{ source('dc_taxi', 'carried_trip_keys') }}
+    group by trip_key
 
 ),
 
-kept_before as (
+copies as (
 
-    -- Lines whose key a raw file named before theirs, and not re-read, already holds.
-    select distinct
-        trips.trip_key,
-        trips.source_file
-    from trips
-    inner join carried_keys
-        on
-            trips.trip_key = carried_keys.trip_key
-            and trips.source_file > carried_keys.source_file
+    -- Exact duplicate lines share a trip_key: every copy but the first (by file, then line)
+    -- is a later copy (macros/duplicates.sql).
+    {{ copies_of('trips', ref('stg_dc_taxi__trips')) }}
 
 ),
 
 numbered as (
 
-    -- Exact duplicate lines share a trip_key; the first one (by file) is kept.
+    -- A line is a duplicate when it is a later copy, or when a raw file named before its own,
+    -- and not re-read, already holds its key.
     select
-        trips.*,
-        case when kept_before.trip_key is null then 0 else 1 end
-        + row_number() over (
-            partition by trips.trip_key
-            order by trips.source_file
-        ) as key_occurrence
-    from trips
-    left join kept_before
-        on
-            trips.trip_key = kept_before.trip_key
-            and trips.source_file = kept_before.source_file
+        copies.*,
+        copies.is_later_copy
+        or coalesce(carried_keys.source_file < copies.source_file, false) as is_duplicate
+    from copies
+    left join carried_keys
+        on copies.trip_key = carried_keys.trip_key
 
 ),
 
@@ -59,7 +53,7 @@ validated as (
         *,
         case
             when field_count != 27 or has_unreadable_bytes then 'malformed_line'
-            when key_occurrence > 1 then 'duplicate'
+            when is_duplicate then 'duplicate'
             when pickup_at is null then 'invalid_pickup_time'
             when fare_amount is null then 'invalid_fare'
             when

@@ -11,6 +11,7 @@ lines as (
     -- An empty line reads as NULL; a CRLF line's `\r` is part of its ending, not its text.
     select
         source_file,
+        line_number,
         {{ strip_line_end("coalesce(raw_line, '')") }} as raw_line
     from source
 
@@ -20,6 +21,7 @@ data_lines as (
 
     select
         source_file,
+        line_number,
         raw_line
     from lines
     where raw_line != '{{ raw_header() }}'
@@ -30,6 +32,7 @@ split_lines as (
 
     select
         source_file,
+        line_number,
         raw_line,
         {{ split_line('raw_line') }} as raw_fields,
         {{ has_unreadable_bytes('raw_line') }} as has_unreadable_bytes
@@ -43,6 +46,7 @@ renamed as (
         -- ids
         {{ md5_hex('raw_line') }} as trip_key,
         source_file,
+        line_number,
 
         -- raw text
         raw_line,
@@ -61,6 +65,7 @@ parsed as (
         -- ids
         trip_key,
         source_file,
+        line_number,
 
         -- raw text
         raw_line,
