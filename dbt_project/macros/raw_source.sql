@@ -153,15 +153,21 @@
             end as lines
         from files
     ),
-    lines as (
-        -- A final `\n` ends the last line; it does not start an empty one. The line's number
-        -- in its file (1 = the header) tells identical lines of one file apart.
+    whole_lines as (
+        -- A final `\n` ends the last line; it does not start an empty one.
         select
             source_file,
-            unnest(lines[1:len(lines) - cast(lines[-1] = '' as integer)]) as raw_line,
-            generate_subscripts(lines[1:len(lines) - cast(lines[-1] = '' as integer)], 1)
-                as line_number
+            lines[1:len(lines) - cast(lines[-1] = '' as integer)] as lines
         from split_files
+    ),
+    lines as (
+        -- The line's number in its file (1 = the header) tells identical lines of one file
+        -- apart.
+        select
+            source_file,
+            unnest(lines) as raw_line,
+            generate_subscripts(lines, 1) as line_number
+        from whole_lines
     )
     select
         source_file,
