@@ -93,12 +93,12 @@ browser:
 lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/data-tests
 
 format: setup-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
-	$(BIN)/sqlfluff fix dbt_project/models dbt_project/tests
+	$(BIN)/sqlfluff fix dbt_project/models dbt_project/data-tests
 
 test: setup-dev lint
 	$(BIN)/dbt parse --quiet

@@ -202,6 +202,50 @@ def glue_history(catalog: Catalog, mart: str) -> list[GlueVersion]:
     return history
 
 
+def _glue_table(version: GlueVersion, lake_root: str, mart: str) -> Table:
+    """The mart as one Glue version's metadata file describes it; it must live in the lake."""
+    from pyiceberg.table import StaticTable
+
+    from lakehouse.catalog import file_io_properties
+
+    table = StaticTable.from_metadata(version.metadata_location, properties=file_io_properties())
+    if not table.location().startswith(f"{lake_root}/{mart}/"):
+        raise LakeError(
+            f"Glue's {NAMESPACE}.{mart} lives at {table.location()}, not under "
+            f"{lake_root}/{mart}/ — use that lake_path"
+        )
+    return table
+
+
+def _glue_version_as_of(
+    history: list[GlueVersion], mart: str, as_of: datetime | None
+) -> GlueVersion:
+    """The newest version of `mart` published by `as_of` (or now)."""
+    if not history:
+        raise LakeError(f"{NAMESPACE}.{mart} has no published build yet — run `dbt build`")
+    if as_of is None:
+        return history[0]
+    limit = int(as_of.timestamp() * 1000)
+    chosen = next((v for v in history if v.published_ms <= limit), None)
+    if chosen is None:
+        raise LakeError(f"no build of {NAMESPACE}.{mart} was published by {as_of}")
+    return chosen
+
+
+def _glue_version_with_snapshot(
+    history: list[GlueVersion], lake_root: str, mart: str, snapshot_id: int
+) -> tuple[GlueVersion, Table]:
+    """The published version of `mart` whose table holds `snapshot_id`, and that table."""
+    for version in history:
+        table = _glue_table(version, lake_root, mart)
+        if table.metadata.snapshot_by_id(snapshot_id) is not None:
+            return version, table
+    raise LakeError(
+        f"snapshot {snapshot_id} is not a published build of {NAMESPACE}.{mart} — "
+        "`python -m lakehouse builds` lists the builds you can pin"
+    )
+
+
 def pin_glue_build(
     catalog: Catalog,
     lake_root: str,
@@ -211,42 +255,13 @@ def pin_glue_build(
     marts: tuple[str, ...],
 ) -> PinnedBuild:
     """`pin_build` for a lake Athena publishes into Glue (see `glue_history`)."""
-    from pyiceberg.table import StaticTable
-
-    from lakehouse.catalog import file_io_properties
-
-    def load(version: GlueVersion, mart: str) -> Table:
-        table = StaticTable.from_metadata(
-            version.metadata_location, properties=file_io_properties()
-        )
-        if not table.location().startswith(f"{lake_root}/{mart}/"):
-            raise LakeError(
-                f"Glue's {NAMESPACE}.{mart} lives at {table.location()}, not under "
-                f"{lake_root}/{mart}/ — use that lake_path"
-            )
-        return table
-
     history = glue_history(catalog, main_mart)
-    if not history:
-        raise LakeError(f"{NAMESPACE}.{main_mart} has no published build yet — run `dbt build`")
-    chosen = history[0]
-    if as_of is not None:
-        limit = int(as_of.timestamp() * 1000)
-        chosen = next((v for v in history if v.published_ms <= limit), None)
-        if chosen is None:
-            raise LakeError(f"no build of {NAMESPACE}.{main_mart} was published by {as_of}")
-    tables = {main_mart: load(chosen, main_mart)}
-    if snapshot_id is not None:
-        for version in history:
-            table = load(version, main_mart)
-            if table.metadata.snapshot_by_id(snapshot_id) is not None:
-                chosen, tables[main_mart] = version, table
-                break
-        else:
-            raise LakeError(
-                f"snapshot {snapshot_id} is not a published build of {NAMESPACE}.{main_mart} — "
-                "`python -m lakehouse builds` lists the builds you can pin"
-            )
+    chosen = _glue_version_as_of(history, main_mart, as_of)
+    if snapshot_id is None:
+        tables = {main_mart: _glue_table(chosen, lake_root, main_mart)}
+    else:
+        chosen, table = _glue_version_with_snapshot(history, lake_root, main_mart, snapshot_id)
+        tables = {main_mart: table}
     for mart in marts:
         if mart in tables:
             continue
@@ -255,7 +270,7 @@ def pin_glue_build(
             raise LakeError(
                 f"{NAMESPACE}.{mart} has no published version of build {chosen.invocation_id}"
             )
-        tables[mart] = load(same[0], mart)
+        tables[mart] = _glue_table(same[0], lake_root, mart)
     snapshots = {mart: table.metadata.current_snapshot_id for mart, table in tables.items()}
     if snapshot_id is not None:
         snapshots[main_mart] = snapshot_id

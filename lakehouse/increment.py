@@ -171,21 +171,11 @@ def plan_increment(
     record = read_increment(lake_root, published) if published else None
     known = [RawFile(**f) for f in record["files"]] if record else []
     files = fingerprint_raw_files(raw_folder, known)
-
-    before = {f.name: f for f in known}
-    now = {f.name: f for f in files}
-    added = sorted(set(now) - set(before))
-    changed = sorted(
-        name
-        for name in set(now) & set(before)
-        if (now[name].size, now[name].sha256) != (before[name].size, before[name].sha256)
-    )
-    removed = sorted(set(before) - set(now))
+    added, changed, removed = _file_changes(known, files)
 
     def full(reason: str) -> Increment:
-        return Increment(
-            FULL, reason, logic, files, published, added, changed, removed, sorted(now)
-        )
+        names = sorted(f.name for f in files)
+        return Increment(FULL, reason, logic, files, published, added, changed, removed, names)
 
     if full_refresh:
         return full("--full-refresh")
@@ -195,15 +185,11 @@ def plan_increment(
         return full(f"the published build {published} recorded no raw files")
     if record.get("logic") != logic:
         return full("the rules changed since the published build (models, macros, tests or vars)")
-    published_files: dict[str, dict[str, list[str]]] = {}
+    published_files = {}
     for name in marts_by_raw_file:
-        table = load_mart(catalog, lake_root, name)
-        by_file: dict[str, list[str]] = {}
-        for data_file in snapshot_data_files(table, base[name]):
-            source = source_file_of(data_file.file_path, column)
-            if source is None:
-                return full(f"the published {name} keeps no files per raw file")
-            by_file.setdefault(source, []).append(data_file.file_path)
+        by_file = _data_files_by_raw_file(load_mart(catalog, lake_root, name), base[name], column)
+        if by_file is None:
+            return full(f"the published {name} keeps no files per raw file")
         published_files[name] = by_file
     return Increment(
         INCREMENTAL,
@@ -217,6 +203,35 @@ def plan_increment(
         reread=added + changed,
         published_files=published_files,
     )
+
+
+def _file_changes(
+    known: Sequence[RawFile], files: Sequence[RawFile]
+) -> tuple[list[str], list[str], list[str]]:
+    """The raw files added, changed (size or checksum) and removed since `known`, by name."""
+    before = {f.name: f for f in known}
+    now = {f.name: f for f in files}
+    added = sorted(set(now) - set(before))
+    changed = sorted(
+        name
+        for name in set(now) & set(before)
+        if (now[name].size, now[name].sha256) != (before[name].size, before[name].sha256)
+    )
+    return added, changed, sorted(set(before) - set(now))
+
+
+def _data_files_by_raw_file(
+    table, snapshot_id: int | None, column: str
+) -> dict[str, list[str]] | None:
+    """A snapshot's data files by the raw file in their `column=` folder; None when one of
+    them is not kept per raw file."""
+    by_file: dict[str, list[str]] = {}
+    for data_file in snapshot_data_files(table, snapshot_id):
+        source = source_file_of(data_file.file_path, column)
+        if source is None:
+            return None
+        by_file.setdefault(source, []).append(data_file.file_path)
+    return by_file
 
 
 def invocation_of_mart(

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from lakehouse.builds import PinnedBuild
 
 # Which VACUUM principle (or other check) each kind of dbt test stands for: only for a build
-# whose manifest predates the tests' own `meta: {vacuum_principle: ...}` (dbt_project/tests/
+# whose manifest predates the tests' own `meta: {vacuum_principle: ...}` (dbt_project/data-tests/
 # generic/ and dbt_project.yml's `data_tests:` declare it now).
 PRINCIPLE_OF_TEST = {
     "not_null": "valid",

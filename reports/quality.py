@@ -15,8 +15,8 @@ from reports.dbt_artifacts import DbtRun, load_build_dbt_run, load_dbt_run
 from reports.marts import COLUMNS, SPLITS, connect, scan
 
 # Rejection reasons in the order the VACUUM rules are applied, with their principle: for a
-# build whose manifest predates `meta.reasons` on trips_rejected.rejection_reason (_marts.yml),
-# which is where they are defined now.
+# build whose manifest predates `meta.reasons` on trips_rejected.rejection_reason
+# (models/marts/trips_rejected.yml), which is where they are defined now.
 REASONS = {
     "malformed_line": "valid",
     "duplicate": "unified",

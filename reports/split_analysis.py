@@ -55,7 +55,7 @@ from reports.marts import (
 
 START_EXPONENT = 10
 # Family-wise error rate of the z-tests: the `alpha` of dbt's splits_are_representative test
-# (models/marts/_marts.yml; tests/reports/test_data_quality_page.py keeps them equal).
+# (models/marts/trip_features.yml; tests/reports/test_data_quality_page.py keeps them equal).
 ALPHA = 0.05
 Z_95 = 1.96  # two-sided 95%: a mean is known to +- Z_95 * s / sqrt(n)
 # Where the sensitivity check starts the curve instead of 2^START_EXPONENT.

@@ -25,6 +25,25 @@
     {{- return(marts | sort) -}}
 {%- endmacro %}
 
+{#- How a mart is materialized (each mart's config() calls this; dbt_project.yml cannot
+    call macros). DuckDB: a view over int_trips_validated, re-pointed by the post-hook at the
+    files it staged in the lake. Athena: an Iceberg table in the audit database. -#}
+{% macro lake_mart_materialization() -%}
+    {{ return(adapter.dispatch('lake_mart_materialization', 'dc_taxi')()) }}
+{%- endmacro %}
+
+{% macro default__lake_mart_materialization() -%}
+    {{ adapter_not_implemented('lake_mart_materialization') }}
+{%- endmacro %}
+
+{% macro duckdb__lake_mart_materialization() -%}
+    {{ return('view') }}
+{%- endmacro %}
+
+{% macro athena__lake_mart_materialization() -%}
+    {{ return('table') }}
+{%- endmacro %}
+
 {% macro begin_lake_build() -%}
     {{ return(adapter.dispatch('begin_lake_build', 'dc_taxi')()) }}
 {%- endmacro %}

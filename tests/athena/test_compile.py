@@ -131,6 +131,21 @@ def test_marts_are_iceberg_tables_in_the_audit_database_under_the_lake(compiled)
     assert all('"dc_taxi"."trip_features"' not in text for text in tested)
 
 
+def test_public_marts_select_exactly_their_contract_columns(compiled):
+    """The marts read outside dbt have enforced contracts (public, a data_type per column).
+    dbt checks them against the engine's types as it builds each table; offline, the Athena
+    SQL must at least return exactly the contract's columns."""
+    dbt, sql = compiled
+    nodes = dbt.manifest()["nodes"]
+    for name in ("trip_features", "trips_rejected", "feature_stats", "data_quality_summary"):
+        node = nodes[f"model.dc_taxi.{name}"]
+        assert node["config"]["materialized"] == "table"
+        assert node["config"]["contract"]["enforced"] is True
+        assert node["access"] == "public"
+        assert all(column["data_type"] for column in node["columns"].values())
+        assert sorted(_output_columns(sql[node["unique_id"]])) == sorted(node["columns"]), name
+
+
 def _output_columns(sql: str) -> list[str]:
     """Column names a model returns, following `select * from <cte>` through its CTEs."""
     query = sqlglot.parse_one(sql, read="athena")

@@ -22,7 +22,7 @@ from tests.pipeline.split_check import SPLIT_CHECK, shift_test_split_fares, spli
 
 pytestmark = pytest.mark.slow
 
-ALPHA = 0.05  # the test's alpha in models/marts/_marts.yml
+ALPHA = 0.05  # the test's alpha in models/marts/trip_features.yml
 FARE_SHIFT = 0.5  # dollars added to every test-split fare (5% of the mean): z about 6 here
 
 

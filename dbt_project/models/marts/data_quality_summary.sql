@@ -1,4 +1,7 @@
-{{ config(meta={'lake_files_by': lake_source_file_column()}) }}
+{{ config(
+    materialized=lake_mart_materialization(),
+    meta={'lake_files_by': lake_source_file_column()},
+) }}
 
 with
 

@@ -1,7 +1,6 @@
-{%- set columns = [
-    'fare_amount', 'origin_lat', 'origin_lon', 'dest_lat', 'dest_lon',
-    'pickup_year', 'pickup_month', 'pickup_dow', 'pickup_hour',
-] -%}
+{{ config(materialized=lake_mart_materialization()) }}
+
+{%- set columns = trip_feature_columns() -%}
 
 with
 

@@ -2,6 +2,8 @@
     (mean predicted - actual, dollars) per split, overall and broken down by pickup month, by
     pickup hour, by decile of the actual fare, plus a histogram of the residuals. Only trips
     the model scored count: `trip_count` says how many. -#}
+{{ config(materialized=lake_mart_materialization()) }}
+
 {%- set breakdowns = {
     'pickup_month': "cast(pickup_year as varchar) || '-' || lpad(cast(pickup_month as varchar), 2, '0')",
     'pickup_hour': "lpad(cast(pickup_hour as varchar), 2, '0')",

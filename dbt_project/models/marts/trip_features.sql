@@ -1,4 +1,11 @@
-{{ config(meta={'lake_partition_by': 'split', 'lake_files_by': lake_source_file_column()}) }}
+{#- Partitioned by split: Athena's Iceberg table by `partitioned_by` (the last column), the
+    DuckDB lake's files by `meta.lake_partition_by`. -#}
+{%- set partition = 'split' -%}
+{{ config(
+    materialized=lake_mart_materialization(),
+    partitioned_by=[partition],
+    meta={'lake_partition_by': partition, 'lake_files_by': lake_source_file_column()},
+) }}
 
 with
 
