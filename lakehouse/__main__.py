@@ -15,12 +15,13 @@ import sys
 from collections.abc import Sequence
 
 from training.cli import command_parser
+from training.defaults import DEFAULT_LAKE
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser("python -m lakehouse", "The lake's builds, rollback and housekeeping.")
     parser.usage = None  # subcommands: argparse's own usage line names them
-    parser.add_argument("--lake", default="data/lake", help="the lake_path dbt writes to")
+    parser.add_argument("--lake", default=DEFAULT_LAKE, help="the lake_path dbt writes to")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("builds", help="list the published builds (current one marked)")
     rollback = commands.add_parser("rollback", help="make an earlier build current again")

@@ -17,14 +17,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from training.cli import HelpFormatter
-from training.defaults import DEFAULT_DATA, DEFAULT_DB, DEFAULT_MODEL_URI
+from training.defaults import (
+    DEFAULT_DATA,
+    DEFAULT_DB,
+    DEFAULT_LAKE,
+    DEFAULT_MODEL_URI,
+    DEFAULT_RAW,
+    DEFAULT_STORAGE,
+    DEFAULT_STUDY,
+    GENERATOR_RECORD,
+)
 
 OUT_DIR = Path("data/reports")
 QUALITY_PAGE, TUNING_PAGE, MODEL_PAGE = "data_quality.html", "tuning.html", "model.html"
-# The defaults of `python -m training.tune` (training.tune.TuneConfig; a test keeps them equal).
-DEFAULT_STORAGE = "data/optuna.journal"
-DEFAULT_STUDY = "dc-taxi"
-GENERATOR_RECORD = "_generator.json"  # scripts.generate_raw.SIDECAR_NAME
 START_EXPONENT = 10  # mirrors reports.split_analysis.START_EXPONENT (a test keeps them equal)
 
 
@@ -64,7 +69,7 @@ def add_lake_arguments(parser: argparse.ArgumentParser) -> None:
     """--lake, --dbt-target and the build: what the data-quality page reads."""
     group = parser.add_argument_group("build")
     group.add_argument(
-        "--lake", type=Path, default=Path("data/lake"), help="lake root the marts were written to"
+        "--lake", type=Path, default=Path(DEFAULT_LAKE), help="lake root the marts were written to"
     )
     group.add_argument(
         "--dbt-target",
@@ -115,7 +120,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     group.add_argument(
         "--raw",
         type=Path,
-        default=Path("data/raw"),
+        default=Path(DEFAULT_RAW),
         help=f"raw folder; its {GENERATOR_RECORD} (written by scripts.generate_raw) gives the "
         "noise floor",
     )

@@ -33,7 +33,6 @@ import pyarrow.parquet as pq
 
 from lakehouse.builds import PinnedBuild, pin_build
 from reports import html
-from reports.cli import GENERATOR_RECORD
 from reports.marts import (
     FEATURES,
     LABEL,
@@ -44,6 +43,7 @@ from reports.marts import (
     scan,
 )
 from reports.model_page import render
+from training.defaults import DEFAULT_RAW, GENERATOR_RECORD
 from training.lake import discover_split, load_feature_stats
 from training.predict import DEFAULT_MODEL
 from training.tracking_names import TEST_RMSE
@@ -324,7 +324,7 @@ def write_report(
     out: Path,
     model_uri: str = DEFAULT_MODEL,
     tracking_uri: str | None = None,
-    raw: Path = Path("data/raw"),
+    raw: Path = Path(DEFAULT_RAW),
     snapshot_id: int | None = None,
     as_of: datetime | None = None,
 ) -> Path:

@@ -38,8 +38,8 @@ from optuna.trial import FrozenTrial, TrialState
 from reports import html
 
 # training.tune's defaults, defined with the command line (a test keeps them equal).
-from reports.cli import DEFAULT_STORAGE as DEFAULT_STORAGE
-from reports.cli import DEFAULT_STUDY as DEFAULT_STUDY
+from training.defaults import DEFAULT_STORAGE as DEFAULT_STORAGE
+from training.defaults import DEFAULT_STUDY as DEFAULT_STUDY
 from training.defaults import default_tracking_uri
 from training.study import RUN_ATTR, first_line, masked
 from training.tracking_names import (

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from training.cli import command_parser
+from training.defaults import DEFAULT_RAW
 
 
 def _non_negative_int(text: str) -> int:
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=_non_negative_int, default=42, help="random seed; same seed, same bytes"
     )
-    parser.add_argument("--out", type=Path, default=Path("data/raw"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path(DEFAULT_RAW), help="output folder")
     parser.add_argument(
         "--workers",
         type=_positive_int,

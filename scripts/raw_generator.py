@@ -56,6 +56,7 @@ from scripts.fare_model import (
     sample_fare_cents,
     trip_profile,
 )
+from training.defaults import GENERATOR_RECORD
 
 HEADER = (
     "OBJECTID",
@@ -92,7 +93,7 @@ LAT_MIN, LAT_MAX = 38.81138, 38.994909
 LON_MIN, LON_MAX = -77.113633, -76.910012
 FARE_MIN_CENTS, FARE_MAX_CENTS = 325, 17975
 FIRST_MONTH, LAST_MONTH = (2015, 1), (2019, 12)
-SIDECAR_NAME = "_generator.json"
+SIDECAR_NAME = GENERATOR_RECORD  # the record beside the raw files
 FORMAT_VERSION = 1
 
 # Values that are present but not numbers. Every one fails a cast to double in DuckDB and Athena.

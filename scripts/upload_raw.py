@@ -33,6 +33,8 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from training.defaults import DEFAULT_RAW
+
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE_MB = 64
 MIN_PART_SIZE_MB = 5  # S3's minimum for every part but the last
@@ -354,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Upload raw DC taxi files to S3: skips unchanged files, verifies every "
         "object, resumes interrupted multipart uploads.",
     )
-    parser.add_argument("--src", type=Path, default=Path("data/raw"), help="local folder")
+    parser.add_argument("--src", type=Path, default=Path(DEFAULT_RAW), help="local folder")
     parser.add_argument("--dest", required=True, help="S3 prefix, e.g. s3://dc-taxi/raw")
     parser.add_argument(
         "--pattern", default="taxi_*.txt", help="file name glob; default taxi_*.txt"

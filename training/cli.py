@@ -24,6 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training.checks import argument_error
+from training.defaults import (
+    DEFAULT_DATA,
+    DEFAULT_EXPERIMENT,
+    DEFAULT_RAW_STATS,
+    DEFAULT_STORAGE,
+    DEFAULT_STUDY,
+)
 
 if TYPE_CHECKING:
     from training.model import ModelConfig
@@ -32,7 +39,6 @@ if TYPE_CHECKING:
     from training.workers import LaunchConfig
 
 # Mirrors of the config dataclasses' defaults, for the help texts (see the module docstring).
-DATA = "data/lake/trip_features"
 SEED = 42
 RESIDENT_MB = 1024
 SHUFFLE_BUFFER_ROWS = 1 << 18
@@ -99,7 +105,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument(
         "--data",
-        default=DATA,
+        default=DEFAULT_DATA,
         help="trip_features' location (<lake_path>/trip_features, a folder or s3://): its "
         "catalog table's current published build is read",
     )
@@ -179,7 +185,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, max_epochs: int, pat
         "--tracking-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite data/mlflow.db)",
     )
-    group.add_argument("--experiment", default="dc-taxi", help="MLflow experiment")
+    group.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment")
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -209,9 +215,11 @@ def add_study_arguments(parser: argparse.ArgumentParser, n_trials_help: str) -> 
         help="stop once the study has this many completed or pruned trials (all workers)",
     )
     group.add_argument("--timeout", type=float, help="stop starting trials after this many s")
-    group.add_argument("--study-name", default="dc-taxi", help="Optuna study; resumed if it exists")
     group.add_argument(
-        "--storage", default="data/optuna.journal", help="journal file path or Optuna RDB URL"
+        "--study-name", default=DEFAULT_STUDY, help="Optuna study; resumed if it exists"
+    )
+    group.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help="journal file path or Optuna RDB URL"
     )
     group.add_argument(
         "--pruner", choices=PRUNERS, default="median", help="stops weak trials early"
@@ -231,7 +239,7 @@ def add_study_arguments(parser: argparse.ArgumentParser, n_trials_help: str) -> 
     group.add_argument("--model-name", default="dc-taxi-fare", help="registered MLflow model")
     group.add_argument(
         "--raw-stats",
-        default="data/raw/_generator.json",
+        default=DEFAULT_RAW_STATS,
         help="the sample generator's record; its noise-floor RMSE is logged beside the test "
         "RMSE when the file exists and describes the data tuned on",
     )

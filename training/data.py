@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lakehouse.builds import PinnedBuild, parse_as_of, pin_build
+from training.defaults import DEFAULT_DATA
 from training.lake import (
     FEATURES,
     LABEL,
@@ -43,7 +44,7 @@ TRAINING_MARTS = ("trip_features", "feature_stats")  # what a run pins and reads
 class DataConfig:
     """Where the data is and how it is batched."""
 
-    data: str = "data/lake/trip_features"  # trip_features' location: the lake table to read
+    data: str = DEFAULT_DATA  # trip_features' location: the lake table to read
     snapshot_id: int | None = None  # the pinned trip_features snapshot (None: current build)
     as_of: str | None = None  # ISO time: the build that was current then (time travel)
     batch_size: int = 4096

@@ -38,6 +38,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from lakehouse.builds import PinnedBuild
 from training.cli import CommandError, main_train
 from training.data import DataConfig, ShuffleEachEpoch, TripDataModule
+from training.defaults import DEFAULT_EXPERIMENT
 from training.lake import SPLITS, discover_split, head_features
 from training.lineage import Lineage, collect_lineage, log_dataset
 from training.model import FareRegressor, ModelConfig
@@ -64,7 +65,7 @@ class TrainConfig:
     resume: bool = False  # continue from <checkpoint_dir>/last.ckpt if it exists
     precision: str = "auto"  # bf16-mixed on a GPU that supports it, else 32-true
     tracking_uri: str | None = None
-    experiment: str = "dc-taxi"
+    experiment: str = DEFAULT_EXPERIMENT
     run_name: str | None = None
     progress: bool = True
     model_summary: bool = False

@@ -41,6 +41,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from lakehouse.builds import PinnedBuild
 from training.champion import crown_best_trial, log_champion, noise_floor
 from training.cli import CommandError, main_tune
+from training.defaults import DEFAULT_RAW_STATS, DEFAULT_STORAGE, DEFAULT_STUDY
 from training.lineage import Lineage, log_dataset
 from training.model import OPTIMIZERS, ModelConfig
 from training.study import (
@@ -93,14 +94,14 @@ class TuneConfig:
     base: TrainConfig = field(default_factory=tuning_base)
     n_trials: int | None = 5
     timeout: float | None = None
-    study_name: str = "dc-taxi"
-    storage: str = "data/optuna.journal"  # a journal file path, or an Optuna RDB URL
+    study_name: str = DEFAULT_STUDY
+    storage: str = DEFAULT_STORAGE  # a journal file path, or an Optuna RDB URL
     pruner: str = "median"
     max_layers: int = 3
     batch_sizes: tuple[int, ...] = (1024, 2048, 4096)
     lr_range: tuple[float, float] = (1e-4, 3e-2)
     model_name: str = "dc-taxi-fare"
-    raw_stats: str | None = "data/raw/_generator.json"  # the sample's noise floor, if it fits
+    raw_stats: str | None = DEFAULT_RAW_STATS  # the sample's noise floor, if it fits
     max_trials: int | None = None  # stop once the study has this many completed/pruned trials
     sampler_seed: int | None = None  # None: the data seed; workers each need their own
     heartbeat_interval: int | None = 10  # s; RDB storages only (None: off)

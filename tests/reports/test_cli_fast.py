@@ -66,10 +66,8 @@ def test_help_says_each_default_once_and_never_none(parser):
 
 def test_mirrored_defaults_are_the_modules_own():
     from reports import split_analysis
-    from scripts.raw_generator import SIDECAR_NAME
 
     assert cli.START_EXPONENT == split_analysis.START_EXPONENT
-    assert cli.GENERATOR_RECORD == SIDECAR_NAME
 
 
 def test_every_page_is_tried_and_a_missing_input_is_one_line(monkeypatch, capsys):

@@ -252,14 +252,6 @@ def test_missing_storage_or_study_names_the_fix(tuned_study, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_defaults_are_those_of_training_tune():
-    from training.tune import PARENT_ATTR, TuneConfig
-
-    assert TuneConfig.storage == tuning.DEFAULT_STORAGE
-    assert TuneConfig.study_name == tuning.DEFAULT_STUDY
-    assert PARENT_ATTR == tuning.PARENT_ATTR
-
-
 def test_a_missing_tracking_store_is_not_created(tuned_study, tmp_path):
     store = tmp_path / "none" / "mlflow.db"
     out = tuning.write_report(tuned_study, STUDY_NAME, tmp_path / "page.html", f"sqlite:///{store}")
