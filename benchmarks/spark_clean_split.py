@@ -2,7 +2,7 @@
 
     python -m benchmarks.spark_clean_split --raw data/raw --lake /tmp/spark_lake
 
-The same work as the dbt models (../shared/DESIGN.md), written the way a Spark user writes a
+The same work as the dbt models (docs/design.md), written the way a Spark user writes a
 Glue/EMR cleaning job with the DataFrame API: read every raw line whole (``spark.read.text``),
 ``input_file_name`` for the source file, ``md5`` of the line as ``trip_key``, ``split`` on ``|``,
 a ``row_number`` window per key to tell duplicates (``dropDuplicates`` would drop them silently,

@@ -5,7 +5,7 @@ Its command line is ``scripts/generate_raw.py``:
     python -m scripts.generate_raw --rows 200000 --months 2015-01:2019-06 --seed 42 --out data/raw
 
 One pipe-delimited file per month, ``taxi_YYYY_MM.txt``, with the 27-column header of the public
-files (see ../shared/DESIGN.md, "Raw data contract"), LF line endings, ASCII, no quoting. Times
+files (see docs/design.md, "Raw data contract"), LF line endings, ASCII, no quoting. Times
 are ``MM/DD/YYYY HH:00``; coordinates are block centres of a ~250 m grid printed with 6 decimals;
 amounts have 2 decimals. Fares follow the ground-truth model in :mod:`scripts.fare_model`.
 
@@ -88,7 +88,7 @@ HEADER = (
     "DESTINATIONDATETIME_TR",
 )
 
-# Service area (DESIGN.md VACUUM rules) and the fare range a clean row must fall in.
+# Service area (docs/design.md VACUUM rules) and the fare range a clean row must fall in.
 LAT_MIN, LAT_MAX = 38.81138, 38.994909
 LON_MIN, LON_MAX = -77.113633, -76.910012
 FARE_MIN_CENTS, FARE_MAX_CENTS = 325, 17975

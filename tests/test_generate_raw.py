@@ -304,7 +304,7 @@ def test_duplicates_are_whole_line_copies_anywhere_in_the_file(dataset):
 
 
 def _clean_features(lines: dict[str, list[str]]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Apply the VACUUM rules of DESIGN.md to the lines; features and fares of the clean rows."""
+    """Apply docs/design.md's VACUUM rules to the lines; features and fares of clean rows."""
     features = {name: [] for name in FEATURE_NAMES}
     fares = []
     for file_lines in lines.values():

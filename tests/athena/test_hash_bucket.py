@@ -1,4 +1,4 @@
-"""The split bucket is the same on Athena, on DuckDB and in Python (DESIGN.md's contract).
+"""The split bucket is the same on Athena, on DuckDB and in Python (docs/design.md's contract).
 
 `int(key[:15], 16) % 10000`: DuckDB's rendering runs in DuckDB on 100k random keys. Athena's
 cannot run here, and sqlglot has no DuckDB translation of `from_base`, so its rendering is

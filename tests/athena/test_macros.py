@@ -2,7 +2,7 @@
 
 The rendered Athena SQL is checked twice: as text (known answers), and by meaning: sqlglot
 translates it from Athena's dialect to DuckDB's, DuckDB evaluates it on hostile inputs, and the
-results must equal the DESIGN.md oracle (tests/pipeline/oracle.py), which shares no code with
+results must equal the docs/design.md oracle (tests/pipeline/oracle.py), which shares no code with
 the SQL. The translation is sqlglot's model of Trino, so this checks our use of the functions,
 not Trino itself.
 """

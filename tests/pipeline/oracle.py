@@ -1,8 +1,8 @@
-"""An independent Python reading of DESIGN.md's rules, to check the dbt marts against.
+"""An independent Python reading of docs/design.md's rules, to check the dbt marts against.
 
 It shares no code with the dbt project: it reads the raw files itself and applies the
 contract (line splitting, trip_key, split buckets, VACUUM rules in order, features) as
-written in DESIGN.md.
+written in docs/design.md.
 """
 
 from __future__ import annotations
