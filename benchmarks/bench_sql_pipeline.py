@@ -13,6 +13,10 @@ its whole process tree (the sum of the RSS of the process and all its descendant
 - ``dbt_build_baseline`` ``dbt build`` of ``--baseline-project-dir`` (another commit's project), so
   a change is timed against what it replaces in the same run;
 - ``handwritten`` benchmarks/handwritten_duckdb.sql, one DuckDB script doing the same work;
+- ``handwritten_baseline`` the script ``--baseline-handwritten-sql`` (e.g. an earlier commit's),
+  to time a change of the script against what it replaces in the same run;
+- ``bare_steps`` benchmarks/bare_steps_duckdb.sql, the floor: read + md5 + split + parse + write,
+  no rules (its output is not the others', so it is not compared);
 - ``spark``      benchmarks/spark_clean_split.py, the same job as local PySpark (``local[*]``).
 
 All contenders read the same raw lines, apply the same VACUUM rules and write the same Parquet
@@ -23,7 +27,8 @@ equal dbt's, so the times compare the same work. Prints rows/s, time ratios agai
 
 The hand-written script alone (useful to profile it):
 
-    python benchmarks/bench_sql_pipeline.py run-handwritten --raw DIR --lake DIR [--db FILE]
+    python benchmarks/bench_sql_pipeline.py run-handwritten --raw DIR --lake DIR [--db FILE] \
+        [--sql FILE]
 """
 
 from __future__ import annotations
@@ -49,9 +54,19 @@ from scripts.dbt_subprocess import dbt_env, dbt_executable
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
 HANDWRITTEN_SQL = BENCH_DIR / "handwritten_duckdb.sql"
+BARE_STEPS_SQL = BENCH_DIR / "bare_steps_duckdb.sql"
 SPARK_JOB = BENCH_DIR / "spark_clean_split.py"
-CONTENDERS = ("dbt_build", "dbt_run", "dbt_build_baseline", "handwritten", "spark")
+CONTENDERS = (
+    "dbt_build",
+    "dbt_run",
+    "dbt_build_baseline",
+    "handwritten",
+    "handwritten_baseline",
+    "bare_steps",
+    "spark",
+)
 REFERENCE = "dbt_build"
+FLOOR = "bare_steps"  # timed, its outputs not compared
 GIB = 1024**3
 
 # Targets of the issue: dbt build >= 5x faster than PySpark, <= 1.5x the hand-written script's
@@ -256,8 +271,11 @@ def run_contender(name: str, raw: Path, work: Path, args: argparse.Namespace) ->
         if run.returncode == 0:
             run.dbt_timing = dbt_timing(target_path)
             shutil.copy(target_path / "run_results.json", workdir / "run_results.json")
-    elif name == "handwritten":
+    elif name in ("handwritten", "handwritten_baseline", FLOOR):
         lake.mkdir()
+        sql = {"handwritten": HANDWRITTEN_SQL, FLOOR: BARE_STEPS_SQL}.get(
+            name, args.baseline_handwritten_sql
+        )
         command = [
             sys.executable,
             str(Path(__file__).resolve()),
@@ -270,6 +288,8 @@ def run_contender(name: str, raw: Path, work: Path, args: argparse.Namespace) ->
             str(workdir / "warehouse.duckdb"),
             "--memory-limit",
             args.memory_limit,
+            "--sql",
+            str(Path(sql).resolve()),
         ]
         run = measure(name, command, dict(os.environ), log, REPO_ROOT)
     elif name == "spark":
@@ -289,7 +309,9 @@ def run_contender(name: str, raw: Path, work: Path, args: argparse.Namespace) ->
     return run
 
 
-def run_handwritten(raw: Path, lake: Path, db: Path | None, memory_limit: str) -> int:
+def run_handwritten(
+    raw: Path, lake: Path, db: Path | None, memory_limit: str, sql_path: Path = HANDWRITTEN_SQL
+) -> int:
     import duckdb
 
     raw_glob = f"{str(raw).rstrip('/')}/taxi_*.txt"
@@ -301,7 +323,7 @@ def run_handwritten(raw: Path, lake: Path, db: Path | None, memory_limit: str) -
         )
         return 2
     lake.mkdir(parents=True, exist_ok=True)
-    sql = string.Template(HANDWRITTEN_SQL.read_text()).substitute(
+    sql = string.Template(sql_path.read_text()).substitute(
         raw_glob=raw_glob, lake_path=str(lake).rstrip("/"), memory_limit=memory_limit
     )
     started = time.perf_counter()
@@ -311,7 +333,7 @@ def run_handwritten(raw: Path, lake: Path, db: Path | None, memory_limit: str) -
             connection.execute(statement).fetchall()
     finally:
         connection.close()
-    print(f"hand-written script done in {time.perf_counter() - started:.1f}s")
+    print(f"{sql_path.name} done in {time.perf_counter() - started:.1f}s")
     return 0
 
 
@@ -531,19 +553,19 @@ def report(results: dict) -> list[str]:
     summary = results["summary"]
     reference = summary.get(REFERENCE, {})
     lines = [
-        f"{'contender':<12} {'median s':>9} {'best s':>8} {'rows/s':>10} {'/ dbt build':>12} "
+        f"{'contender':<20} {'median s':>9} {'best s':>8} {'rows/s':>10} {'/ dbt build':>12} "
         f"{'peak RSS':>10} {'(anon)':>10} {'CPU s':>7} {'timed runs':>11}  check",
     ]
     for name, mine in summary.items():
         if mine.get("failed"):
-            lines.append(f"{name:<12} {'FAILED':>9}")
+            lines.append(f"{name:<20} {'FAILED':>9}")
             continue
         ratio = mine["wall_s"] / reference["wall_s"] if "wall_s" in reference else float("nan")
         timed_runs = f"{mine['runs_timed']}/{mine['runs_total']}"
         if mine["only_disturbed_runs"]:
             timed_runs += " (!)"
         lines.append(
-            f"{name:<12} {mine['wall_s']:>9.1f} {mine['best_wall_s']:>8.1f} "
+            f"{name:<20} {mine['wall_s']:>9.1f} {mine['best_wall_s']:>8.1f} "
             f"{rows / mine['wall_s']:>10,.0f} {ratio:>11.2f}x "
             f"{mine['peak_tree_rss_bytes'] / GIB:>6.2f} GiB "
             f"{mine['peak_tree_anon_bytes'] / GIB:>6.2f} GiB {mine['tree_cpu_s']:>7.0f} "
@@ -678,6 +700,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(`git archive <commit> dbt_project | tar -x -C DIR`): before and after in one run",
     )
     parser.add_argument(
+        "--baseline-handwritten-sql",
+        type=Path,
+        help="the script the handwritten_baseline contender runs, e.g. an earlier commit's "
+        "(`git show <commit>:benchmarks/handwritten_duckdb.sql > FILE`)",
+    )
+    parser.add_argument(
         "--dbt-profiles-dir",
         type=Path,
         default=REPO_ROOT,
@@ -690,13 +718,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     hand.add_argument("--lake", type=Path, required=True, help="output root")
     hand.add_argument("--db", type=Path, default=None, help="DuckDB file (default in-memory)")
     hand.add_argument("--memory-limit", default="3GB", help="DuckDB memory_limit (default 3GB)")
+    hand.add_argument(
+        "--sql",
+        type=Path,
+        default=HANDWRITTEN_SQL,
+        help="the script (default handwritten_duckdb.sql)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "run-handwritten":
-        return run_handwritten(args.raw, args.lake, args.db, args.memory_limit)
+        return run_handwritten(args.raw, args.lake, args.db, args.memory_limit, args.sql)
 
     contenders = [name.strip() for name in args.contenders.split(",") if name.strip()]
     unknown = sorted(set(contenders) - set(CONTENDERS))
@@ -704,6 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"unknown contender(s) {unknown} — choose from {', '.join(CONTENDERS)}")
     if "dbt_build_baseline" in contenders and args.baseline_project_dir is None:
         sys.exit("the dbt_build_baseline contender needs --baseline-project-dir DIR")
+    if "handwritten_baseline" in contenders and args.baseline_handwritten_sql is None:
+        sys.exit("the handwritten_baseline contender needs --baseline-handwritten-sql FILE")
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     raw = (args.raw or work / f"raw_{args.rows}_s{args.seed}").resolve()
@@ -752,8 +788,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"    FAILED (exit {run.returncode}), log {run.log}; its end:\n{tail}")
                     run.check = {"ok": False, "checks": {}, "note": f"exit {run.returncode}"}
                     break
-                ours = fingerprint(work / "runs" / name / "lake")
-                if reference is None and name == REFERENCE:
+                ours = None if name == FLOOR else fingerprint(work / "runs" / name / "lake")
+                if ours is None:
+                    run.check = {"ok": None, "checks": {}, "note": "floor: not compared"}
+                elif reference is None and name == REFERENCE:
                     reference = ours
                     run.check = {"ok": None, "checks": {}, "note": "reference"}
                 elif reference is None:
@@ -805,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
             if all(checks)
             else "reference"
             if name == REFERENCE
+            else "floor"
+            if name == FLOOR
             else "n/a",
         }
     results = {
@@ -813,6 +853,7 @@ def main(argv: list[str] | None = None) -> int:
         "dbt_project_dir": str(args.dbt_project_dir),
         "dbt_project_sha256_16": project_digest(args.dbt_project_dir),
         "baseline_project_dir": str(args.baseline_project_dir or ""),
+        "baseline_handwritten_sql": str(args.baseline_handwritten_sql or ""),
         "dbt_profiles_dir": str(args.dbt_profiles_dir),
         "raw": str(raw),
         "data_rows": data_rows,
