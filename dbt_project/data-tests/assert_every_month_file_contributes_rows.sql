@@ -3,7 +3,7 @@ with
 
 raw_files as (
 
-    select distinct source_file from {{ source('dc_taxi', 'trip_lines') }}
+    select source_file from {{ ref('stg_dc_taxi__raw_files') }}
 
 ),
 

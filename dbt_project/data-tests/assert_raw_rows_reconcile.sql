@@ -4,20 +4,16 @@
 -- published build counted for them (data_quality_summary), and their rows are kept.
 with
 
-read_lines as (
+read_files as (
 
-    select
-        source_file,
-        raw_line
-    from {{ source('dc_taxi', 'trip_lines') }}
+    select * from {{ ref('stg_dc_taxi__raw_files') }}
 
 ),
 
 raw_lines as (
 
-    select count(*) as row_count
-    from read_lines
-    where {{ strip_line_end("coalesce(raw_line, '')") }} != '{{ raw_header() }}'
+    select coalesce(sum(data_lines), 0) as row_count
+    from read_files
 
 ),
 
@@ -25,7 +21,7 @@ kept_lines as (
 
     select coalesce(sum(dqs.row_count), 0) as row_count
     from {{ ref('data_quality_summary') }} as dqs
-    where dqs.source_file not in (select distinct read_lines.source_file from read_lines)
+    where dqs.source_file not in (select read_files.source_file from read_files)
 
 ),
 

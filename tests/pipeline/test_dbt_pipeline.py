@@ -139,7 +139,7 @@ def test_docs_generate_documents_every_model_and_column(built):
         for node_id, node in manifest["nodes"].items()
         if node["resource_type"] == "model"
     }
-    assert len(models) == 8  # staging 2, intermediate 1, marts 5
+    assert len(models) == 9  # staging 3, intermediate 1, marts 5
     for node_id, node in models.items():
         assert node["description"].strip(), f"{node_id} has no description"
         built_columns = {name.lower() for name in catalog["nodes"][node_id]["columns"]}

@@ -4,6 +4,9 @@
 {%- set lon_min, lon_max = number_var('lon_min'), number_var('lon_max') -%}
 {%- set pickup_date_min = date_var('pickup_date_min') -%}
 {%- set pickup_date_max = date_var('pickup_date_max') -%}
+{#- Built after stg_dc_taxi__raw_files and its tests: a raw file without the contract's header
+    stops the build before this model reads every line. #}
+-- depends_on: {{ ref('stg_dc_taxi__raw_files') }}
 
 with
 
