@@ -9,6 +9,11 @@ in one lake and one DuckDB file:
 2. ``incremental``  the last month hard-linked into the raw folder, ``dbt build`` (incremental);
 3. ``full_refresh`` ``dbt build --full-refresh`` of the same raw files: the yardstick.
 
+Between 1 and 2 it also plans the same increment for Athena (`python -m lakehouse athena-build`
+cannot run here): the SQL its hooks would send, rendered offline for the athena target, must
+parse as Athena SQL, and what Athena would scan is printed: the new file's raw bytes and the
+stored size of the published trip keys (from this lake's Iceberg manifests).
+
 Each build runs in its own process, measured as in bench_sql_pipeline (wall, CPU seconds of
 the process tree, other CPU on the machine meanwhile, peak RSS). The published marts after 2 and
 3 are fingerprinted (rows and a sum of row hashes per mart, feature_stats to 1e-9) and must be
@@ -108,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = {}
     runs["first"] = measure("first", build, env, run / "logs" / "first.log", REPO_ROOT)
+    athena = athena_increment(lake, last, run)
     os.link(last, raw / last.name)
     runs["incremental"] = measure(
         "incremental", build, env, run / "logs" / "incremental.log", REPO_ROOT
@@ -135,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "time_share_wall": round(inc.wall_s / ref.wall_s, 4),
         "time_share_cpu": round(inc.tree_cpu_s / ref.tree_cpu_s, 4),
         "fingerprint": {"incremental": incremental, "full_refresh": full},
+        "athena": athena,
     }
     (args.work / "incremental_results.json").write_text(json.dumps(results, indent=1, default=str))
     added = f"{last.name} ({last.stat().st_size:,} B)"
@@ -152,7 +159,44 @@ def main(argv: list[str] | None = None) -> int:
         f"peak rss {inc.peak_tree_rss_bytes / 1e9:.2f} GB (target < 4); "
         f"outputs equal: {results['equal_to_full_refresh']}"
     )
+    print(
+        f"athena: the increment's SQL parses ({athena['statements']} statements); {athena['scan']}"
+    )
     return 0 if results["equal_to_full_refresh"] else 1
+
+
+def athena_increment(lake: Path, new_file: Path, run: Path) -> dict:
+    """The same increment planned for Athena: its hooks' SQL rendered offline and parsed, and
+    what Athena would scan (raw bytes of the new file, published trip keys' stored bytes)."""
+    import sqlglot
+
+    from lakehouse.athena_build import ScanEstimate, scan_estimate
+    from lakehouse.catalog import open_catalog
+    from lakehouse.increment import INCREMENTAL, Increment, RawFile
+    from tests.athena.conftest import OfflineDbt
+    from tests.athena.test_increment_sql import PUBLISHED, SNIPPETS, plan
+
+    rendered = OfflineDbt(run / "athena").render(SNIPPETS, dbt_vars=plan([new_file.name]))
+    statements = sum(len(sqlglot.parse(sql, read="athena")) for sql in rendered.values())
+    size = new_file.stat().st_size
+    increment = Increment(
+        INCREMENTAL,
+        "bench",
+        "",
+        [RawFile(new_file.name, size, 0, "")],
+        PUBLISHED,
+        added=[new_file.name],
+        reread=[new_file.name],
+    )
+    key_marts = ("trip_features", "trips_rejected")  # lake_trip_key_marts()
+    catalog = open_catalog(str(lake), create=False)
+    estimate: ScanEstimate = scan_estimate(catalog, increment, key_marts)
+    return {
+        "statements": statements,
+        "raw_bytes": estimate.raw_bytes,
+        "key_bytes": estimate.key_bytes,
+        "scan": estimate.summary(),
+    }
 
 
 if __name__ == "__main__":

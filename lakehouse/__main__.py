@@ -3,6 +3,7 @@
     python -m lakehouse builds                       # published builds, current marked
     python -m lakehouse rollback --to <snapshot id | dbt invocation id>
     python -m lakehouse maintain --keep 5            # expire older builds, delete orphans
+    python -m lakehouse --lake s3://b/lake athena-build --raw s3://b/raw   # Athena, incremental
 
 `--lake` is the lake_path dbt wrote (default data/lake); the catalog is LAKE_CATALOG_URI or the
 default beside the lake (see lakehouse/catalog.py).
@@ -11,6 +12,7 @@ default beside the lake (see lakehouse/catalog.py).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,7 +42,52 @@ def build_parser() -> argparse.ArgumentParser:
         "writing them)",
     )
     keep.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    athena = commands.add_parser(
+        "athena-build",
+        help="plan an Athena build (incremental when only new months came), run `dbt build "
+        "--target athena`, record what it read; dbt arguments go after `--`",
+    )
+    athena.add_argument("--raw", required=True, help="the raw_path: an s3:// prefix")
+    athena.add_argument("--vars", default="{}", help="more dbt vars, as JSON")
+    athena.add_argument("--full-refresh", action="store_true", help="read every raw file")
+    athena.add_argument(
+        "--dry-run", action="store_true", help="print the plan, what Athena scans and the vars"
+    )
+    athena.add_argument(
+        "--project-dir",
+        default=os.environ.get("DBT_PROJECT_DIR", "dbt_project"),
+        help="the dbt project (default $DBT_PROJECT_DIR or ./dbt_project)",
+    )
+    athena.add_argument("dbt_args", nargs="*", help="more `dbt build` arguments, after `--`")
     return parser
+
+
+def athena_build(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from lakehouse.athena_build import run_athena_build
+    from lakehouse.catalog import LakeError, open_catalog
+
+    if not (args.raw.startswith("s3://") and args.lake.startswith("s3://")):
+        raise LakeError(
+            "athena-build needs s3:// prefixes: pass --lake s3://... and --raw s3://..."
+        )
+    try:
+        dbt_vars = json.loads(args.vars)
+    except json.JSONDecodeError as error:
+        example = '{"fare_max": 150}'
+        raise LakeError(f"--vars is not JSON ({error.msg}) — pass e.g. '{example}'") from None
+    return run_athena_build(
+        lake=args.lake,
+        raw=args.raw,
+        catalog=open_catalog(args.lake, catalog_uri="glue"),
+        dbt_vars=dbt_vars,
+        dbt_args=args.dbt_args,
+        full_refresh=args.full_refresh,
+        dry_run=args.dry_run,
+        project_dir=Path(args.project_dir).resolve(),
+    )
 
 
 def show_builds(lake: str) -> None:
@@ -86,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             show_builds(args.lake)
         elif args.command == "rollback":
             rollback(args.lake, args.to)
+        elif args.command == "athena-build":
+            return athena_build(args)
         else:
             catalog = open_catalog(args.lake, create=False)
             done = maintain(catalog, args.lake, args.keep, args.grace_hours * 3600, args.dry_run)

@@ -40,6 +40,8 @@ from lakehouse.publish import invocation_of, snapshot_data_files
 RAW_FILES = "raw_files.json"
 RAW_FILE_PATTERN = re.compile(r"taxi_[0-9]{4}_(0[1-9]|1[0-2])[.]txt")
 FULL, INCREMENTAL = "full", "incremental"
+# The project folders whose files are rules (dbt_project.yml's model-, macro- and test-paths).
+RULE_FOLDERS = ("models", "macros", "data-tests")
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,13 @@ class RawFile:
     name: str
     size: int
     mtime_ns: int
-    sha256: str
+    sha256: str  # "" where the file is known by its S3 ETag (an Athena build's plan)
+    etag: str = ""
+
+    @property
+    def content_id(self) -> tuple[int, str, str]:
+        """What tells one content of the file from another."""
+        return (self.size, self.sha256, self.etag)
 
 
 @dataclass
@@ -103,7 +111,9 @@ def raw_filesystem(raw_folder: str) -> tuple[pafs.FileSystem, str]:
 
 def files_checksum(files: Sequence[RawFile]) -> str:
     """One checksum of a build's whole raw input: every file's name and checksum."""
-    listed = "\n".join(f"{f.name} {f.sha256}" for f in sorted(files, key=lambda f: f.name))
+    listed = "\n".join(
+        f"{f.name} {f.sha256 or f.etag}" for f in sorted(files, key=lambda f: f.name)
+    )
     return hashlib.sha256(listed.encode()).hexdigest()
 
 
@@ -171,7 +181,7 @@ def plan_increment(
     record = read_increment(lake_root, published) if published else None
     known = [RawFile(**f) for f in record["files"]] if record else []
     files = fingerprint_raw_files(raw_folder, known)
-    added, changed, removed = _file_changes(known, files)
+    added, changed, removed = file_changes(known, files)
 
     def full(reason: str) -> Increment:
         names = sorted(f.name for f in files)
@@ -205,7 +215,7 @@ def plan_increment(
     )
 
 
-def _file_changes(
+def file_changes(
     known: Sequence[RawFile], files: Sequence[RawFile]
 ) -> tuple[list[str], list[str], list[str]]:
     """The raw files added, changed (size or checksum) and removed since `known`, by name."""
@@ -213,9 +223,7 @@ def _file_changes(
     now = {f.name: f for f in files}
     added = sorted(set(now) - set(before))
     changed = sorted(
-        name
-        for name in set(now) & set(before)
-        if (now[name].size, now[name].sha256) != (before[name].size, before[name].sha256)
+        name for name in set(now) & set(before) if now[name].content_id != before[name].content_id
     )
     return added, changed, sorted(set(before) - set(now))
 
@@ -258,7 +266,7 @@ def project_logic(project_dir: str, output_vars: Mapping[str, object]) -> str:
     vars the rules read."""
     digest = hashlib.sha256(json.dumps(output_vars, sort_keys=True, default=str).encode())
     paths = [os.path.join(project_dir, "dbt_project.yml")]
-    for folder in ("models", "macros", "tests"):
+    for folder in RULE_FOLDERS:
         for root, dirs, names in os.walk(os.path.join(project_dir, folder)):
             dirs.sort()
             paths += [os.path.join(root, name) for name in sorted(names)]

@@ -33,8 +33,10 @@ FEATURES = (
 LABEL = "fare_amount"
 KEY = "trip_key"
 # `split` is the hive partition directory; a writer that also stores it in the files is fine.
+# So is `lake_source_file`, the raw file the lake keeps rows by: a folder of the DuckDB lake, a
+# column of Athena's tables (dbt_project/models/marts/trip_features.yml).
 EXPECTED_COLUMNS = frozenset((KEY, LABEL, *FEATURES))
-TOLERATED_COLUMNS = frozenset(("split",))
+TOLERATED_COLUMNS = frozenset(("split", "lake_source_file"))
 SPLITS = ("train", "validation", "test")
 
 

@@ -46,7 +46,7 @@
 
 {#- The source dbt reads: file name (not the full object path) and line, for `taxi_*.txt`
     objects directly under the prefix only, the same files DuckDB's glob matches. -#}
-{% macro athena_create_raw_source_view(relation, lines_relation, raw_prefix) -%}
+{% macro athena_create_raw_source_view(relation, lines_relation, raw_prefix, files=none) -%}
     create or replace view {{ relation }} as
     with lines as (
         select
@@ -54,6 +54,20 @@
             regexp_extract("$path", '[^/]*$') as source_file,
             raw_line
         from {{ lines_relation }}
+        {%- if files is not none %}
+        {#- An incremental build reads only these objects: a filter on "$path" itself, not on
+            an expression of it, lets Athena skip every other object. #}
+        where
+            {%- if files %}
+            "$path" in (
+                {%- for name in files %}
+                {{ sql_string(raw_prefix ~ '/' ~ name) }}{{ ',' if not loop.last }}
+                {%- endfor %}
+            )
+            {%- else %}
+            false
+            {%- endif %}
+        {%- endif %}
     )
     select
         source_file,

@@ -27,21 +27,24 @@
 
 {#- How a mart is materialized (each mart's config() calls this; dbt_project.yml cannot
     call macros). DuckDB: a view over int_trips_validated, re-pointed by the post-hook at the
-    files it staged in the lake. Athena: an Iceberg table in the audit database. -#}
-{% macro lake_mart_materialization() -%}
-    {{ return(adapter.dispatch('lake_mart_materialization', 'dc_taxi')()) }}
+    files it staged in the lake. Athena: an Iceberg table in the audit database; a mart kept
+    per raw file (`per_raw_file`, with `meta.lake_files_by`) is an incremental one, so that an
+    incremental build appends the rows of its new raw files to a copy of the published table
+    (macros/athena_lake.sql). -#}
+{% macro lake_mart_materialization(per_raw_file=false) -%}
+    {{ return(adapter.dispatch('lake_mart_materialization', 'dc_taxi')(per_raw_file)) }}
 {%- endmacro %}
 
-{% macro default__lake_mart_materialization() -%}
+{% macro default__lake_mart_materialization(per_raw_file) -%}
     {{ adapter_not_implemented('lake_mart_materialization') }}
 {%- endmacro %}
 
-{% macro duckdb__lake_mart_materialization() -%}
+{% macro duckdb__lake_mart_materialization(per_raw_file) -%}
     {{ return('view') }}
 {%- endmacro %}
 
-{% macro athena__lake_mart_materialization() -%}
-    {{ return('table') }}
+{% macro athena__lake_mart_materialization(per_raw_file) -%}
+    {{ return('incremental' if per_raw_file else 'table') }}
 {%- endmacro %}
 
 {% macro begin_lake_build() -%}

@@ -1,29 +1,20 @@
 {#- Incremental builds (lakehouse/increment.py; README, "Full and incremental builds"). A mart
     whose rows come from raw lines keeps its lake files per raw file: it declares
-    `meta: {lake_files_by: lake_source_file}` and selects `lake_source_file(...)`, a column
-    that names the folder of each row's file and is never stored in it. A build then replaces
-    the files of the raw files it re-reads and keeps every other published file. -#}
+    `meta: {lake_files_by: lake_source_file}` and selects `lake_source_file(...)`. On DuckDB
+    that column names the folder of each row's file and is never stored in it: a build
+    replaces the files of the raw files it re-reads and keeps every other published file. On
+    Athena it is a stored column: an incremental build appends the new raw files' rows to a
+    copy of the published table (macros/athena_lake.sql). -#}
 
 {#- The folder column that keeps a mart's files per raw file (`<column>=taxi_2015_01.txt/`). -#}
 {% macro lake_source_file_column() -%}
     {{- return('lake_source_file') -}}
 {%- endmacro %}
 
-{#- In a mart's select list: the raw file of the row, for the lake's per-file folders. Renders
-    nothing on Athena, whose marts are rebuilt whole (docs/aws.md). -#}
+{#- In a mart's select list: the raw file of the row, the key the lake keeps the mart's files
+    by (a folder of the DuckDB lake, a column of Athena's tables). -#}
 {% macro lake_source_file(column) -%}
-    {{- return(adapter.dispatch('lake_source_file', 'dc_taxi')(column)) -}}
-{%- endmacro %}
-
-{% macro default__lake_source_file(column) -%}
-    {{ adapter_not_implemented('lake_source_file') }}
-{%- endmacro %}
-
-{% macro duckdb__lake_source_file(column) -%}
     {{ column }} as {{ lake_source_file_column() }},
-{%- endmacro %}
-
-{% macro athena__lake_source_file(column) -%}
 {%- endmacro %}
 
 {#- The marts whose files are kept per raw file. -#}
@@ -191,7 +182,7 @@
     {%- endif %}
 {%- endmacro %}
 
-{#- The view `carried_trip_keys` of a full build (always on Athena): no row. -#}
+{#- The view `carried_trip_keys` of a full build (either engine): no row. -#}
 {% macro no_carried_trip_keys() -%}
     select
         cast(null as varchar) as trip_key,
@@ -204,8 +195,8 @@
     by a build that passed the same tests (tests are part of the rules' checksum). They say so
     with `where: "__lake_rows_of_this_build__"` (dbt_project.yml, for every mart test; a test
     that judges the whole table sets `where: "true"`). On DuckDB such a test reads the view
-    `<mart>__this_build` that stage_to_lake declares; on Athena, where every build is a full
-    one, the whole table. -#}
+    `<mart>__this_build` that stage_to_lake declares; on Athena the whole table (an
+    incremental build there appends to a copy of the published table). -#}
 {% macro lake_rows_of_this_build_marker() -%}
     {{- return('__lake_rows_of_this_build__') -}}
 {%- endmacro %}

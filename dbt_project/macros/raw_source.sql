@@ -216,18 +216,22 @@
         drop_relation here: on Athena it also deletes the table's S3 data. -#}
     {%- do run_query('drop table if exists ' ~ lines.render_hive()) -%}
     {%- do run_query(athena_create_raw_lines_table(lines, raw_prefix)) -%}
-    {%- do run_query(athena_create_raw_source_view(relation, lines, raw_prefix)) -%}
-    {#- Athena builds are full builds: no published row is kept, so no key is carried. -#}
+    {#- An incremental build (athena_lake_increment) reads only its new raw files and carries
+        the published rows' keys; a full build reads every file and carries none. -#}
+    {%- set increment = athena_lake_increment() -%}
+    {%- do run_query(athena_create_raw_source_view(
+        relation, lines, raw_prefix, increment.files if increment else none
+    )) -%}
     {%- do run_query(
         'create or replace view ' ~ carried_keys_relation() ~ ' as '
-        ~ no_carried_trip_keys()
+        ~ (athena_carried_trip_keys() if increment else no_carried_trip_keys())
     ) -%}
     {#- Objects of 0 bytes have no line, so Athena cannot see them (docs/design.md); a name
         that is not a month can be seen, at the price of one scan of the raw files. -#}
     {%- set found = run_query(
         'select source_file from ' ~ relation ~ ' group by source_file order by source_file'
     ) -%}
-    {%- if found.rows | length == 0 -%}
+    {%- if found.rows | length == 0 and not (increment and not increment.files) -%}
         {%- do run_query('drop view if exists ' ~ relation) -%}
         {{ exceptions.raise_compiler_error(
             "no raw files matching '" ~ raw_prefix ~ "/taxi_*.txt' — upload them with "

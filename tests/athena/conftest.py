@@ -82,7 +82,11 @@ class OfflineDbt:
         return self.dbt("compile", "--no-populate-cache", **kwargs)
 
     def render(
-        self, snippets: dict[str, str], target: str = "athena", env: dict[str, str] | None = None
+        self,
+        snippets: dict[str, str],
+        target: str = "athena",
+        env: dict[str, str] | None = None,
+        dbt_vars: dict | None = None,
     ) -> dict[str, str]:
         """Render Jinja snippets (macro calls) in one `dbt compile --inline`; name -> SQL."""
         marker = "-- @@snippet "
@@ -97,6 +101,7 @@ class OfflineDbt:
             inline,
             target=target,
             env=env,
+            dbt_vars=dbt_vars,
         )
         assert result.returncode == 0, result.output[-3000:]
         compiled = json.loads(result.output[result.output.index("{") :])["compiled"]

@@ -116,6 +116,15 @@ def test_marts_are_iceberg_tables_in_the_audit_database_under_the_lake(compiled)
         assert config["s3_data_naming"] == "table_unique"
         assert (config["table_type"], config["format"]) == ("iceberg", "parquet")
         assert config["post-hook"][0]["sql"] == "{{ stage_to_lake() }}"
+    # The marts kept per raw file append an incremental build's new files to a copy of the
+    # published table; a change of their columns fails instead of altering it.
+    for name in ("trip_features", "trips_rejected", "data_quality_summary"):
+        config = nodes[f"model.dc_taxi.{name}"]["config"]
+        assert config["meta"]["lake_files_by"] == "lake_source_file"
+        assert (config["materialized"], config["incremental_strategy"]) == ("incremental", "append")
+        assert config["on_schema_change"] == "fail"
+        assert "lake_source_file" in _output_columns(sql[f"model.dc_taxi.{name}"])
+    assert nodes["model.dc_taxi.feature_stats"]["config"]["materialized"] == "table"
     for name in ("stg_dc_taxi__trips", "int_trips_validated"):
         node = nodes[f"model.dc_taxi.{name}"]
         assert (node["schema"], node["config"]["table_type"]) == ("dc_taxi", "hive")
@@ -139,7 +148,6 @@ def test_public_marts_select_exactly_their_contract_columns(compiled):
     nodes = dbt.manifest()["nodes"]
     for name in ("trip_features", "trips_rejected", "feature_stats", "data_quality_summary"):
         node = nodes[f"model.dc_taxi.{name}"]
-        assert node["config"]["materialized"] == "table"
         assert node["config"]["contract"]["enforced"] is True
         assert node["access"] == "public"
         assert all(column["data_type"] for column in node["columns"].values())

@@ -146,4 +146,6 @@ def test_docs_generate_documents_every_model_and_column(built):
         documented = {
             name.lower() for name, column in node["columns"].items() if column["description"]
         }
-        assert built_columns == documented, f"{node_id}: undocumented {built_columns - documented}"
+        assert built_columns <= documented, f"{node_id}: undocumented {built_columns - documented}"
+        # The DuckDB lake keeps a mart's raw-file key as the folder of its files, not a column.
+        assert documented - built_columns <= {"lake_source_file"}, node_id

@@ -1,5 +1,5 @@
 {{ config(
-    materialized=lake_mart_materialization(),
+    materialized=lake_mart_materialization(per_raw_file=true),
     meta={'lake_files_by': lake_source_file_column()},
 ) }}
 
@@ -29,7 +29,7 @@ counted as (
         split,
         outcome,
 
-        -- the lake's per-raw-file folder (macros/lake_increment.sql; not stored in the files)
+        -- the lake's raw-file key: a folder on DuckDB, a column on Athena (macros/lake_increment.sql)
         {{ lake_source_file('source_file') }}
 
         -- numerics

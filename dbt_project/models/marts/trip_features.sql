@@ -2,7 +2,7 @@
     DuckDB lake's files by `meta.lake_partition_by`. -#}
 {%- set partition = 'split' -%}
 {{ config(
-    materialized=lake_mart_materialization(),
+    materialized=lake_mart_materialization(per_raw_file=true),
     partitioned_by=[partition],
     meta={'lake_partition_by': partition, 'lake_files_by': lake_source_file_column()},
 ) }}
@@ -34,7 +34,7 @@ features as (
         cast({{ iso_day_of_week('pickup_at') }} as integer) as pickup_dow,
         cast(extract(hour from pickup_at) as integer) as pickup_hour,
 
-        -- the lake's per-raw-file folder (macros/lake_increment.sql; not stored in the files)
+        -- the lake's raw-file key: a folder on DuckDB, a column on Athena (macros/lake_increment.sql)
         {{ lake_source_file('source_file') }}
 
         -- partition (last, as Athena requires)

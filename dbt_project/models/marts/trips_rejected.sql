@@ -1,5 +1,5 @@
 {{ config(
-    materialized=lake_mart_materialization(),
+    materialized=lake_mart_materialization(per_raw_file=true),
     meta={'lake_files_by': lake_source_file_column()},
 ) }}
 
@@ -39,7 +39,7 @@ quarantined as (
         -- numerics
         field_count,
 
-        -- the lake's per-raw-file folder (macros/lake_increment.sql; not stored in the files)
+        -- the lake's raw-file key: a folder on DuckDB, a column on Athena (macros/lake_increment.sql)
         {{ lake_source_file('source_file') }}
 
         -- raw fields, as text
