@@ -41,8 +41,7 @@ from pathlib import Path
 from pyiceberg.catalog import Catalog
 
 from lakehouse.build_artifacts import record_build
-from lakehouse.builds import glue_history
-from lakehouse.catalog import NAMESPACE, LakeError, lake_uri
+from lakehouse.catalog import INVOCATION_PROPERTY, NAMESPACE, LakeError, lake_uri
 from lakehouse.increment import (
     FULL,
     INCREMENTAL,
@@ -50,11 +49,13 @@ from lakehouse.increment import (
     Increment,
     RawFile,
     file_changes,
+    full_build_reason,
     project_logic,
-    read_increment,
+    published_record,
     record_increment,
 )
 from scripts.dbt_subprocess import dbt_executable
+from scripts.upload_raw import parse_s3_uri
 
 KEY_COLUMNS = ("trip_key", "lake_source_file")
 PLAN_VAR = "lake_increment"
@@ -69,17 +70,12 @@ class ProjectRules:
     trip_key_marts: tuple[str, ...]  # one row per raw line: lake_trip_key_marts()
 
 
-def _bucket_and_key(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key.strip("/")
-
-
 def list_s3_raw_files(raw_prefix: str) -> list[RawFile]:
     """The `taxi_YYYY_MM.txt` objects directly under `raw_prefix`, by name, with size, time and
     ETag (a listing: nothing is downloaded). S3 settings come from the AWS environment."""
     import boto3
 
-    bucket, key = _bucket_and_key(raw_prefix)
+    bucket, key = parse_s3_uri(raw_prefix)
     prefix = f"{key}/" if key else ""
     pages = (
         boto3.client("s3")
@@ -102,10 +98,10 @@ def published_build(catalog: Catalog, marts: Sequence[str]) -> tuple[str | None,
     stamps = {}
     for mart in marts:
         try:
-            history = glue_history(catalog, mart)
+            entry = catalog.glue.get_table(DatabaseName=NAMESPACE, Name=mart)["Table"]
         except catalog.glue.exceptions.EntityNotFoundException:
             return None, f"{NAMESPACE}.{mart} is not published yet"
-        stamps[mart] = history[0].invocation_id if history else None
+        stamps[mart] = entry.get("Parameters", {}).get(INVOCATION_PROPERTY)
     if len(set(stamps.values())) != 1 or None in stamps.values():
         return None, f"the published marts are from different builds ({stamps})"
     return stamps[marts[0]], ""
@@ -129,22 +125,16 @@ def plan_athena_build(
         )
     published, why_not = published_build(catalog, rules.marts_by_raw_file)
     logic = rules.logic
-    record = read_increment(lake_root, published) if published else None
-    known = [RawFile(**f) for f in record["files"]] if record else []
+    record, known = published_record(lake_root, published)
     added, changed, removed = file_changes(known, files)
 
     def full(reason: str) -> Increment:
         names = [f.name for f in files]
         return Increment(FULL, reason, logic, files, published, added, changed, removed, names)
 
-    if full_refresh:
-        return full("--full-refresh")
-    if published is None:
-        return full(why_not)
-    if record is None:
-        return full(f"the published build {published} recorded no raw files")
-    if record.get("logic") != logic:
-        return full("the rules changed since the published build (models, macros, tests or vars)")
+    reason = full_build_reason(full_refresh, published, record, logic, unpublished=why_not)
+    if reason:
+        return full(reason)
     if changed or removed:
         what = ", ".join([*(f"{n} changed" for n in changed), *(f"{n} removed" for n in removed)])
         return full(f"{what}: on Athena a published month is replaced by a full build")

@@ -178,8 +178,7 @@ def plan_increment(
     """
     builds = {invocation_of_mart(catalog, lake_root, name, sid) for name, sid in base.items()}
     published = builds.pop() if len(builds) == 1 else None
-    record = read_increment(lake_root, published) if published else None
-    known = [RawFile(**f) for f in record["files"]] if record else []
+    record, known = published_record(lake_root, published)
     files = fingerprint_raw_files(raw_folder, known)
     added, changed, removed = file_changes(known, files)
 
@@ -187,14 +186,9 @@ def plan_increment(
         names = sorted(f.name for f in files)
         return Increment(FULL, reason, logic, files, published, added, changed, removed, names)
 
-    if full_refresh:
-        return full("--full-refresh")
-    if None in base.values() or published is None:
-        return full("no published build to add to")
-    if record is None:
-        return full(f"the published build {published} recorded no raw files")
-    if record.get("logic") != logic:
-        return full("the rules changed since the published build (models, macros, tests or vars)")
+    reason = full_build_reason(full_refresh, published, record, logic)
+    if reason:
+        return full(reason)
     published_files = {}
     for name in marts_by_raw_file:
         by_file = _data_files_by_raw_file(load_mart(catalog, lake_root, name), base[name], column)
@@ -213,6 +207,32 @@ def plan_increment(
         reread=added + changed,
         published_files=published_files,
     )
+
+
+def published_record(lake_root: str, published: str | None) -> tuple[dict | None, list[RawFile]]:
+    """The published build's raw_files.json and the raw files it lists (none without one)."""
+    record = read_increment(lake_root, published) if published else None
+    return record, [RawFile(**f) for f in record["files"]] if record else []
+
+
+def full_build_reason(
+    full_refresh: bool,
+    published: str | None,
+    record: dict | None,
+    logic: str,
+    unpublished: str = "no published build to add to",
+) -> str | None:
+    """Why a build must read every raw file whatever changed in the raw folder (either
+    engine; `unpublished` says why there is no published build), or None."""
+    if full_refresh:
+        return "--full-refresh"
+    if published is None:
+        return unpublished
+    if record is None:
+        return f"the published build {published} recorded no raw files"
+    if record.get("logic") != logic:
+        return "the rules changed since the published build (models, macros, tests or vars)"
+    return None
 
 
 def file_changes(
